@@ -9,6 +9,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'drnb.core.SettingsError': ('core.html#settingserror', 'drnb/core.py'),
                            'drnb.core._cached_settings': ('core.html#_cached_settings', 'drnb/core.py'),
                            'drnb.core._has_drnb_section': ('core.html#_has_drnb_section', 'drnb/core.py'),
+                           'drnb.core.abnormal': ('core.html#abnormal', 'drnb/core.py'),
+                           'drnb.core.check_records': ('core.html#check_records', 'drnb/core.py'),
                            'drnb.core.data_path': ('core.html#data_path', 'drnb/core.py'),
                            'drnb.core.find_settings': ('core.html#find_settings', 'drnb/core.py'),
                            'drnb.core.get_device': ('core.html#get_device', 'drnb/core.py'),
@@ -16,5 +18,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'drnb.core.idrid_boxes_path': ('core.html#idrid_boxes_path', 'drnb/core.py'),
                            'drnb.core.load_settings': ('core.html#load_settings', 'drnb/core.py'),
                            'drnb.core.parse_setting': ('core.html#parse_setting', 'drnb/core.py'),
+                           'drnb.core.referable': ('core.html#referable', 'drnb/core.py'),
                            'drnb.core.runs_path': ('core.html#runs_path', 'drnb/core.py'),
                            'drnb.core.seed_everything': ('core.html#seed_everything', 'drnb/core.py')}}}
