@@ -34,7 +34,7 @@ check-export: venv
 	$(PY) tools/check_export.py
 
 nbtest: venv
-	nbdev-test --n-workers 1 --timing --skip-folder-re '^(experiments|results)1103' $(if $(shell $(PY) -c "import torch;print(int(torch.cuda.is_available()))" 2>/dev/null | grep 1),--flags cuda,)
+	nbdev-test --n-workers 1 --timing --skip-folder-re '^(experiments|results)$$' $(if $(shell $(PY) -c "import torch;print(int(torch.cuda.is_available()))" 2>/dev/null | grep 1),--flags cuda,)
 
 pytest: venv
 	$(PY) -m pytest tests -q -ra $(PYTEST_ARGS)
