@@ -1,0 +1,17 @@
+"The experiment template end to end through papermill: injected parameters reach metrics.json, with figures and numbers."
+import json
+from pathlib import Path
+from drnb import experiment as ex
+
+def test_train_eval_template_writes_metrics_with_its_parameters(tmp_path):
+    params = dict(method='baseline', dataset='synthetic:tiny', image_size=64, epochs=1, seed=3, batch_size=8, n_heatmaps=2)
+    row = ex.run_experiment(ex.TEMPLATE, {k: str(v) for k, v in params.items()}, tmp_path)
+    d = tmp_path/row['run']
+    assert row['status'] == 'ok', row['error']
+    m = json.loads((d/'metrics.json').read_text())
+    for k in ('method', 'dataset', 'image_size', 'epochs', 'seed', 'batch_size'): assert m['params'][k] == params[k]
+    assert m['metrics']['n'] == m['metrics']['test_images'] > 0
+    assert -1 <= m['metrics']['kappa'] <= 1 and 0 <= m['metrics']['referable_auc'] <= 1
+    assert m['versions']['torch'] and m['device']['type'] in ('cpu', 'cuda') and m['wall_seconds'] > 0
+    for f in ('notebook.ipynb', 'confusion_roc.png', 'batch.png', 'heatmaps.png'): assert (d/f).stat().st_size > 0, f
+    assert m['heatmap_error'] is None
