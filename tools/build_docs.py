@@ -47,6 +47,27 @@ def pages():
     api = sorted(p for p in NBS.glob('[0-9]*.ipynb'))
     return NBS/'index.ipynb', tuts, api
 
+def module_of(nb):
+    "The module a notebook exports (its `#| default_exp`), or None."
+    for c in nb.cells:
+        m = re.search(r'#\|\s*default_exp\s+(\S+)', c.source) if c.cell_type == 'code' else None
+        if m: return m.group(1)
+    return None
+
+def module_index(modname:str)->str:
+    "A markdown table of every name a module exports: kind and first line of its docstring."
+    import importlib, inspect
+    mod = importlib.import_module(f'drnb.{modname}')
+    rows = []
+    for name in getattr(mod, '__all__', []):
+        obj = getattr(mod, name)
+        kind = 'class' if inspect.isclass(obj) else 'function' if callable(obj) else type(obj).__name__
+        doc = (inspect.getdoc(obj) or '').split('\n')[0] if kind in ('class', 'function') else ''
+        if not doc and kind not in ('class', 'function'):
+            r = repr(obj); doc = f"`{r[:70]}{'…' if len(r) > 70 else ''}`".replace('|', '\\|')
+        rows.append(f"| `{name}` | {kind} | {doc.replace('|', '/')} |")
+    return f"## Module index: `drnb.{modname}`\n\n| name | kind | summary |\n|---|---|---|\n" + '\n'.join(rows)
+
 def title_of(nb):
     for c in nb.cells:
         if c.cell_type == 'markdown':
@@ -83,6 +104,8 @@ def build_site(clean:bool=True):
     shutil.copy(DOCS/'drnb.css', static/'drnb.css')
     def put(p, rel):
         nb = processed(p)
+        mod = module_of(nbformat.read(p, as_version=4))
+        if mod: nb.cells.append(nbformat.v4.new_markdown_cell(module_index(mod)))
         nbformat.write(nb, SRC/rel)
         return rel[:-len('.ipynb')]
     tut_docs = [put(p, f'tutorials/{p.name}') for p in tuts]
