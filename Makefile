@@ -33,15 +33,11 @@ demo: venv
 check-export: venv
 	$(PY) tools/check_export.py
 
-nbtest: venv
-	nbdev-test --n-workers 1 --timing --skip-folder-re '^(experiments|results)$$' $(if $(shell $(PY) -c "import torch;print(int(torch.cuda.is_available()))" 2>/dev/null | grep 1),--flags cuda,)
-
-pytest: venv
-	$(PY) -m pytest tests -q -ra $(PYTEST_ARGS)
-
-test: venv
+nbtest:
 	@set -o pipefail; start=$$(date +%s); \
+	$(MAKE) --no-print-directory venv && \
 	$(PY) tools/check_export.py && \
+	echo "make test: set-up done in $$(( $$(date +%s) - start )) s" && \
 	$(MAKE) --no-print-directory nbtest && \
 	$(MAKE) --no-print-directory pytest; rc=$$?; \
 	echo "make test: exit $$rc after $$(( $$(date +%s) - start )) s"; exit $$rc

@@ -15,7 +15,7 @@ def main():
     before = snapshot(lib)
     with tempfile.TemporaryDirectory() as tmp:
         keep = Path(tmp)/'drnb'; shutil.copytree(lib, keep)
-        r = subprocess.run(['nbdev-export'], cwd=root, capture_output=True, text=True)
+        r = subprocess.run([str(Path(sys.executable).parent/'nbdev-export')], cwd=root, capture_output=True, text=True)
         after = snapshot(lib)
         shutil.rmtree(lib); shutil.copytree(keep, lib)  # leave the tree as it was: this is a check, not a fix
     if r.returncode: sys.exit(f"nbdev-export failed:\n{r.stdout}\n{r.stderr}")
