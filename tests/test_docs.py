@@ -17,7 +17,7 @@ def exported_notebooks():
             if m: out.append((p, nb, m.group(1))); break
     return out
 
-def n_figures(nb): return sum('image/png' in o.get('data', {}) for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []))
+def n_figures(nb): return sum(bool({'image/png', 'image/jpeg'} & set(o.get('data', {}))) for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []))
 
 @pytest.fixture(scope='module')
 def site():
