@@ -4,8 +4,9 @@ PY    := .venv/bin/python
 VENV_STAMP := .venv/.drnb-installed
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export PYTHONHASHSEED ?= 0
+HAS_CUDA = $(shell $(PY) -c "import torch;print(int(torch.cuda.is_available()))" 2>/dev/null)
 
-.PHONY: help venv demo test test-fast check-export nbtest pytest docs bench lab clean-nbs export
+.PHONY: help venv demo test check-export nbtest pytest docs bench lab clean-nbs export
 
 help:
 	@echo "make demo   - set up .venv and run the main job (drnb demo) on synthetic data"
@@ -33,7 +34,14 @@ demo: venv
 check-export: venv
 	$(PY) tools/check_export.py
 
-nbtest:
+# every notebook except the papermill templates; cells flagged `slow` are skipped, `cuda` ones run only with a GPU
+nbtest: venv
+	nbdev-test --n-workers 1 --timing --skip-folder-re '^(experiments|results)$$' $(if $(filter 1,$(HAS_CUDA)),--flags cuda,)
+
+pytest: venv
+	$(PY) -m pytest tests -q -ra $(PYTEST_ARGS)
+
+test:
 	@set -o pipefail; start=$$(date +%s); \
 	$(MAKE) --no-print-directory venv && \
 	$(PY) tools/check_export.py && \
