@@ -1,0 +1,105 @@
+"""Zoom-in-Net ablation (issue 5): M-Net, M+A, M+A+C on the synthetic `bench` preset, 3 seeds; localisation on
+the synthetic test set and on the real idrid_boxes photographs (trained on their weak label "lesions annotated").
+
+Each seed trains the stages one after the other (M, then A with M frozen, then C with M and A frozen) and is
+evaluated on the test split after each stage, so one run gives the three rows of the ablation.
+
+Run from the repository root (hours on a 2-core CPU; minutes on a GPU):
+    python nbs/results/zoomin/run_ablation.py                 # bench preset, seeds 0 1 2, + idrid_boxes
+    python nbs/results/zoomin/run_ablation.py --quick         # smoke test: tiny preset, 128 px, 1 seed, no idrid
+Writes, next to this file: ablation_runs.csv (one row per seed and model), ablation_summary.csv (mean, std),
+localisation.csv (coverage of lesions by the top-k boxes), ablation_config.json.
+"""
+import argparse, json, time
+from pathlib import Path
+import numpy as np, pandas as pd, torch
+from drnb.core import seed_everything
+from drnb.metrics import grading_metrics, roc_auc
+from drnb.synth import synthetic_dataset
+from drnb.data.block import fundus_dataloaders
+from drnb.models.zoomin import zoomin_learner, fit_zoomin, zoomin_data, zoom_coverage, lesion_views
+
+HERE = Path(__file__).parent
+MODELS = dict(M='M-Net', A='M-Net + A-Net', C='Zoom-in-Net (M+A+C)')
+
+def test_probs(learn, dls, records):
+    "Probabilities of the current stage on `records` (a test DataLoader built like the validation one)."
+    dl = dls.test_dl(records.to_dict('records'), with_labels=True)
+    with learn.no_bar(): probs, _ = learn.get_preds(dl=dl)
+    return probs.numpy()
+
+def coverage_rows(learn, records, size, square, types, what, seed, ks=range(1, 9), bs=32):
+    rows = []
+    for i in range(0, len(records), 256):   # keep memory bounded
+        part = records.iloc[i:i+256]
+        x, gt = lesion_views(part, size, square, types=types)
+        rows.append(zoom_coverage(learn, x, gt, ks=tuple(ks), types=types, batch_size=bs)[['k', 'covered', 'lesions']])
+    df = pd.concat(rows).groupby('k', as_index=False).sum()
+    return df.assign(coverage=df.covered/df.lesions, dataset=what, seed=seed)
+
+def run_synthetic(a, seed):
+    df = synthetic_dataset(a.preset)
+    df = df[df.grade.notna()]
+    test = df[df.split == 'test'].reset_index(drop=True)
+    seed_everything(seed)
+    dls = fundus_dataloaders(df, **zoomin_data(a.size, a.zoom), bs=a.bs, num_workers=a.workers)
+    learn = zoomin_learner(dls, a.arch)
+    rows, y = [], test.grade.astype(int).to_numpy()
+    for stage, ep in zip('MAC', a.epochs):
+        t0 = time.time()
+        with learn.no_bar(): fit_zoomin(learn, ep, lr=a.lr, stages=(stage,))
+        m = grading_metrics(y, test_probs(learn, dls, test))
+        rows.append(dict(seed=seed, model=MODELS[stage], stage=stage, epochs=ep, train_seconds=round(time.time() - t0),
+                         **{k: m[k] for k in ('kappa', 'referable_auc', 'abnormal_auc', 'accuracy')}))
+        print(rows[-1], flush=True)
+    loc = [coverage_rows(learn, test, a.size, 'pad', ('MA', 'HE', 'EX', 'SE'), 'synthetic: all lesions', seed),
+           coverage_rows(learn, test, a.size, 'pad', ('MA',), 'synthetic: microaneurysms', seed)]
+    return rows, loc
+
+def run_idrid(a, seed):
+    from drnb.data.formats import read_idrid_boxes
+    df = read_idrid_boxes()
+    df['grade'] = df.lesions_annotated.astype(int)       # the weak label, not a DR grade
+    test = df[df.split == 'test'].reset_index(drop=True)
+    seed_everything(seed)
+    dls = fundus_dataloaders(df, **zoomin_data(a.size, a.zoom), bs=a.bs, num_workers=a.workers, square='eye')
+    learn = zoomin_learner(dls, a.arch, n_out=2)
+    for stage, ep in zip('MAC', a.idrid_epochs):
+        with learn.no_bar(): fit_zoomin(learn, ep, lr=a.lr, stages=(stage,))
+    p = test_probs(learn, dls, test)
+    auc = roc_auc(test.grade.to_numpy() == 1, p[:, 1])
+    print(f'idrid_boxes seed {seed}: AUC of "lesions annotated" {auc:.3f}', flush=True)
+    loc = coverage_rows(learn, test[test.lesions_annotated], a.size, 'eye', ('EX', 'HE'), 'idrid_boxes: EX and HE boxes', seed)
+    return loc.assign(weak_label_auc=auc)
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--preset', default='bench'); ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    ap.add_argument('--size', type=int, default=256); ap.add_argument('--zoom', type=int, default=2)
+    ap.add_argument('--arch', default='resnet18'); ap.add_argument('--bs', type=int, default=16)
+    ap.add_argument('--lr', type=float, default=1e-3); ap.add_argument('--workers', type=int, default=2)
+    ap.add_argument('--epochs', type=float, nargs=3, default=[20, 5, 10], metavar=('M', 'A', 'C'))
+    ap.add_argument('--idrid-epochs', type=float, nargs=3, default=[20, 5, 10], metavar=('M', 'A', 'C'))
+    ap.add_argument('--no-idrid', action='store_true'); ap.add_argument('--quick', action='store_true')
+    ap.add_argument('--out', type=Path, default=HERE)
+    a = ap.parse_args()
+    if a.quick: a.preset, a.seeds, a.size, a.epochs, a.no_idrid, a.bs, a.workers = 'tiny', a.seeds[:1], 128, [1, 1, 1], True, 8, 0
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out/'ablation_config.json').write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, indent=1))
+    runs, loc = [], []
+    for s in a.seeds:
+        r, l = run_synthetic(a, s); runs += r; loc += l
+        pd.DataFrame(runs).to_csv(a.out/'ablation_runs.csv', index=False)
+        pd.concat(loc).to_csv(a.out/'localisation.csv', index=False)
+    runs = pd.DataFrame(runs)
+    summ = runs.groupby(['stage', 'model'], sort=False)[['kappa', 'referable_auc', 'abnormal_auc']].agg(['mean', 'std'])
+    summ.columns = [f'{m}_{s}' for m, s in summ.columns]
+    summ.reset_index().assign(seeds=len(a.seeds), preset=a.preset, size=a.size, zoom=a.zoom).to_csv(a.out/'ablation_summary.csv', index=False)
+    print(summ.round(3).to_string())
+    if not a.no_idrid:
+        for s in a.seeds:
+            loc.append(run_idrid(a, s))
+            pd.concat(loc).to_csv(a.out/'localisation.csv', index=False)
+    print(pd.concat(loc).groupby(['dataset', 'k']).coverage.agg(['mean', 'std']).round(3).to_string())
+
+if __name__ == '__main__': main()

@@ -1,0 +1,238 @@
+"Zoom-in-Net (drnb.models.zoomin): shapes through each part, gates, crops from the twin, per-stage gradients, cancelled fits, save/load."
+import pytest, torch, torch.nn.functional as F
+from torch.utils.data import TensorDataset
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+from fastai.callback.core import Callback, CancelFitException
+from drnb.core import seed_everything
+from drnb.models.zoomin import (spatial_softmax, ANet, attention_peaks, peak_boxes, crop_twin, ZoomInNet, ZoomInLoss,
+                                ZoomStaging, STAGES, STAGE_PARTS, zoomin_learner, fit_zoomin, zoom_boxes, zoom_attention,
+                                zoom_coverage, grade_probs, zoomin_data)
+
+SIZE, TWIN = 64, 128
+
+@pytest.fixture(scope='module')
+def tdls():
+    seed_everything(0)
+    ds = TensorDataset(torch.randn(8, 3, SIZE, SIZE), torch.randn(8, 3, TWIN, TWIN), torch.randint(0, 5, (8,)))
+    vs = TensorDataset(*(t[:4] for t in ds.tensors))
+    return DataLoaders(DataLoader(ds, bs=2, shuffle=True, drop_last=True), DataLoader(vs, bs=4))   # 4 training batches per epoch
+
+def coord_twin(n, h, w):
+    "A twin whose channel 0 is the row and channel 1 the column of each pixel."
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing='ij')
+    return torch.stack([yy, xx, torch.zeros_like(yy)])[None].repeat(n, 1, 1, 1)
+
+# --- shapes and the gates
+
+def test_spatial_softmax_sums_to_one_per_channel():
+    z = torch.randn(3, 5, 6, 7)*4
+    g = spatial_softmax(z)
+    assert torch.allclose(g.sum((2, 3)), torch.ones(3, 5), atol=1e-6)
+    assert (g > 0).all()
+    # not a softmax over channels
+    assert not torch.allclose(g.sum(1), torch.ones(3, 6, 7))
+
+def test_anet_class_score_is_gated_sum():
+    an = ANet(8, 5)
+    o = an(torch.randn(2, 8, 4, 4))
+    assert o['scores'].shape == o['gates'].shape == (2, 5, 4, 4) and o['a'].shape == (2, 5)
+    assert torch.allclose(o['gates'].sum((2, 3)), torch.ones(2, 5), atol=1e-6)
+    assert torch.allclose(o['a'], (o['scores']*o['gates']).sum((2, 3)), atol=1e-6)
+    # hand-computed: constant gate logits -> uniform gates -> class score = mean of the score map
+    with torch.no_grad(): an.gate.weight.zero_(); an.gate.bias.zero_()
+    o = an(torch.randn(2, 8, 4, 4))
+    assert torch.allclose(o['a'], o['scores'].mean((2, 3)), atol=1e-6)
+
+@pytest.mark.parametrize('arch', ['resnet18', 'tf_efficientnet_lite0'])
+def test_shapes_through_each_part(arch):
+    net = ZoomInNet(arch, n_crops=3).eval()
+    body = net.m_body
+    x, tw = torch.randn(2, 3, SIZE, SIZE), torch.randn(2, 3, TWIN, TWIN)
+    o = net(x, tw)
+    h = SIZE//body.stride
+    assert o['f'].shape == (2, body.channels) and o['f_att'].shape == (2, body.channels)
+    assert o['gates'].shape == (2, 5, h, h) and o['attention'].shape == (2, h, h)
+    for k in ('m', 'a', 'c', 'logits'): assert o[k].shape == (2, 5), k
+    assert o['boxes'].shape == (2, 3, 4)
+    assert ((o['boxes'][..., 2] - o['boxes'][..., 0]) == TWIN//4).all()
+    assert torch.equal(o['logits'], o['c'])
+    net.set_stage('M'); assert torch.equal(net(x)['logits'], net(x)['m'])
+    net.set_stage('A'); o = net(x); assert torch.allclose(o['logits'], (o['m'] + o['a'])/2)
+
+# --- boxes and crops
+
+def test_peaks_nms_and_fallback():
+    att = torch.zeros(1, 4, 4); att[0, 1, 2] = 3; att[0, 1, 3] = 2.5; att[0, 3, 0] = 2
+    r, c, s = attention_peaks(att, 2, radius=1)
+    assert r[0].tolist() == [1, 3] and c[0].tolist() == [2, 0] and s[0].tolist() == [3., 2.]
+    r, c, _ = attention_peaks(torch.rand(3, 2, 2), 4, radius=1)   # everything suppressed after the first: still distinct cells
+    assert all(len(set(zip(r[i].tolist(), c[i].tolist()))) == 4 for i in range(3))
+    with pytest.raises(ValueError, match='5 peaks'): attention_peaks(torch.rand(1, 2, 2), 5)
+
+def test_crops_inside_twin_and_at_the_right_place():
+    torch.manual_seed(1)
+    H, W, cs = 96, 128, 40
+    att = torch.rand(4, 3, 4)
+    r, c, _ = attention_peaks(att, 4, radius=0)
+    b = peak_boxes(r, c, (3, 4), (H, W), cs)
+    assert (b[..., 0] >= 0).all() and (b[..., 1] >= 0).all() and (b[..., 2] <= W).all() and (b[..., 3] <= H).all()
+    crops = crop_twin(coord_twin(4, H, W), b)
+    assert crops.shape == (16, 3, cs, cs)
+    for n in range(4):
+        for k in range(4):
+            x0, y0, x1, y1 = b[n, k].tolist(); cr = crops[4*n + k]
+            assert torch.equal(cr[0], torch.arange(y0, y1).float()[:, None].expand(cs, cs))
+            assert torch.equal(cr[1], torch.arange(x0, x1).float()[None].expand(cs, cs))
+            # the crop is centred on the peak cell where the twin allows it
+            cy, cx = (r[n, k].item() + .5)*H/3, (c[n, k].item() + .5)*W/4
+            if cs/2 <= cx <= W - cs/2: assert abs((x0 + x1)/2 - cx) <= 0.5
+            if cs/2 <= cy <= H - cs/2: assert abs((y0 + y1)/2 - cy) <= 0.5
+
+def test_model_crops_come_from_the_twin_at_the_attention_peaks():
+    net = ZoomInNet('resnet18', n_crops=2, crop_size=32).eval()
+    x = torch.randn(2, 3, SIZE, SIZE); tw = coord_twin(2, TWIN, TWIN)
+    seen = {}
+    net.c_body.register_forward_pre_hook(lambda m, a: seen.setdefault('crops', a[0].clone()))
+    o = net(x, tw)
+    h = o['attention'].shape[-1]
+    r, c, _ = attention_peaks(o['attention'], 2, max(0, round(16/(TWIN/h))))
+    assert torch.equal(o['boxes'], peak_boxes(r, c, (h, h), (TWIN, TWIN), 32))      # centred on the attention peaks
+    for n in range(2):
+        for k in range(2):
+            x0, y0, _, _ = o['boxes'][n, k].tolist()
+            cr = seen['crops'][2*n + k]                                            # what C-Net received
+            assert cr.shape == (3, 32, 32) and cr[0, 0, 0] == y0 and cr[1, 0, 0] == x0 and cr[0, -1, 0] == y0 + 31
+    # zoom_boxes reports the same boxes in image pixels
+    zb = zoom_boxes(net, x, twin_size=(TWIN, TWIN))
+    assert torch.allclose(zb*TWIN/SIZE, o['boxes'].float())
+
+# --- loss
+
+def test_joint_loss_terms():
+    y = torch.tensor([1, 4, 0])
+    out = dict(m=torch.randn(3, 5), a=torch.randn(3, 5), c=torch.randn(3, 5))
+    lf = ZoomInLoss(dict(c=2.))
+    ce = lambda z: F.cross_entropy(z, y)
+    assert torch.allclose(lf(dict(out, active=('m', 'a', 'c')), y), ce(out['m']) + ce(out['a']) + 2*ce(out['c']))
+    assert torch.allclose(lf(dict(out, active=('a',)), y), ce(out['a']))
+    assert set(lf.terms) == {'m', 'a', 'c'}
+    lf.reduction = 'none'
+    assert lf(dict(out, active=('m',)), y).shape == (3,)
+
+# --- stages and callbacks
+
+class GradRecorder(Callback):
+    "Per stage, the parameters that had a non-zero gradient after backward, and those with any gradient at all."
+    def before_fit(self): self.seen, self.any = {}, {}
+    def after_backward(self):
+        s = self.model.stage
+        self.seen.setdefault(s, set()).update(n for n, p in self.model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0)
+        self.any.setdefault(s, set()).update(n for n, p in self.model.named_parameters() if p.grad is not None)
+
+def test_each_stage_trains_exactly_its_parameters(tdls):
+    learn = zoomin_learner(tdls, n_crops=2)
+    rec = GradRecorder()
+    with learn.no_bar(), learn.no_logging(): fit_zoomin(learn, 1, stages=STAGES, stage_epochs=(.25, .25, .25, .25), cbs=rec)   # one batch per stage
+    parts = lambda s: {n for n, _ in learn.model.named_parameters() if n.split('.')[0] in STAGE_PARTS[s]}
+    for s in STAGES:
+        assert rec.any[s] == parts(s), s                     # exactly the stage's parameters have gradients
+        assert len(rec.seen[s]) > 0.9*len(parts(s)), s        # and they are (almost all) non-zero
+    assert learn.model.stage == 'joint' and all(p.requires_grad for p in learn.model.parameters())
+
+def test_frozen_parts_do_not_move(tdls):
+    learn = zoomin_learner(tdls, n_crops=2)
+    with learn.no_bar(), learn.no_logging(): fit_zoomin(learn, .5, stages=('M',))
+    before = {n: p.detach().clone() for n, p in learn.model.named_parameters()}
+    bn = {n: b.clone() for n, b in learn.model.m_body.named_buffers() if 'running_mean' in n}
+    with learn.no_bar(), learn.no_logging(): fit_zoomin(learn, .5, stages=('A',))   # M frozen: weights, BN statistics untouched
+    for n, p in learn.model.named_parameters():
+        moved = not torch.equal(p, before[n])
+        assert moved == n.startswith('a_net'), n
+    assert all(torch.equal(b, bn[n]) for n, b in learn.model.m_body.named_buffers() if n in bn)
+
+class StageSpy(Callback):
+    "The stage and the number of trainable parameters at each training batch."
+    def before_fit(self): self.stages, self.trainable = [], []
+    def after_batch(self):
+        if self.training:
+            self.stages.append(self.model.stage); self.trainable.append(sum(p.requires_grad for p in self.model.parameters()))
+
+class CancelAfter(Callback):
+    def __init__(self, n): self.n = n
+    def after_batch(self):
+        if self.training and self.train_iter >= self.n: raise CancelFitException()
+
+def test_cancelled_fit_restores_the_learner(tdls):
+    learn = zoomin_learner(tdls, n_crops=2)
+    learn.model.set_stage('C')
+    learn.model.a_net.score.weight.requires_grad_(False)   # a user's own freezing must survive too
+    grads = [p.requires_grad for p in learn.model.parameters()]
+    modes = [m.training for m in learn.model.modules()]
+    lf, cbs = learn.loss_func, list(learn.cbs)
+    spy = StageSpy()
+    with learn.no_bar(), learn.no_logging(): fit_zoomin(learn, 2, cbs=[spy, CancelAfter(5)])   # 8 iterations: M 0-3, A 4, C 5-7
+    assert spy.stages == ['M']*4 + ['A'] and spy.trainable[-1] < len(grads)                         # cancelled during stage A
+    assert learn.model.stage == 'C'
+    assert [p.requires_grad for p in learn.model.parameters()] == grads
+    assert [m.training for m in learn.model.modules()] == modes
+    assert learn.loss_func is lf and sorted(type(c).__name__ for c in learn.cbs) == sorted(type(c).__name__ for c in cbs)
+    # an exception that is not a cancel also leaves the parameters as they were
+    class Boom(Callback):
+        def after_batch(self): raise RuntimeError('boom')
+    with pytest.raises(RuntimeError), learn.no_bar(), learn.no_logging(): fit_zoomin(learn, 1, cbs=Boom())
+    assert [p.requires_grad for p in learn.model.parameters()] == grads and learn.model.stage == 'C'
+
+def test_stage_plan_errors(tdls):
+    with pytest.raises(ValueError, match='unknown Zoom-in-Net stage'): ZoomStaging(('M', 'B'), (1, 1))
+    with pytest.raises(ValueError, match='2 stage epochs for 3 stages'): ZoomStaging(('M', 'A', 'C'), (1, 1))
+
+# --- using a trained model
+
+def test_save_load_round_trip_weights_only(tdls, tmp_path):
+    learn = zoomin_learner(tdls, n_crops=2, path=tmp_path)
+    with learn.no_bar(), learn.no_logging(): fit_zoomin(learn, .75, stages=('M', 'A', 'C'), stage_epochs=(.25, .25, .25))
+    assert learn.model.stage == 'C'
+    f = learn.save('zoomin', with_opt=False)
+    sd = torch.load(f, weights_only=True)
+    assert isinstance(sd, dict) and sd['_extra_state'] == {'stage': 'C'}
+    learn2 = zoomin_learner(tdls, n_crops=2, path=tmp_path).load('zoomin', with_opt=False)
+    assert learn2.model.stage == 'C'
+    x, tw = tdls.valid_ds.tensors[0][:3], tdls.valid_ds.tensors[1][:3]
+    learn.model.eval(); learn2.model.eval()
+    assert torch.allclose(learn.model(x, tw)['logits'], learn2.model(x, tw)['logits'])
+    p1, g1 = grade_probs(learn); p2, g2 = grade_probs(learn2)
+    assert torch.allclose(p1, p2, atol=1e-6) and torch.equal(g1, g2) and p1.shape == (4, 5)
+
+def test_attention_attribution_and_coverage(tdls):
+    from drnb.interpret.attribution import attribute, ATTRIBUTIONS
+    assert 'zoomin_attention' in ATTRIBUTIONS
+    learn = zoomin_learner(tdls, n_crops=2)
+    x = tdls.valid_ds.tensors[0][:2]
+    h = attribute(learn, x, method='zoomin_attention', target=3)
+    assert torch.allclose(zoom_attention(learn, x).sum((1, 2)), torch.ones(2))
+    assert h.shape == (2, SIZE, SIZE)
+    learn.model.eval()
+    with torch.no_grad(): g = learn.model.glance(x)['gates'][:, 3]
+    assert torch.allclose(h, F.interpolate(g[:, None], size=(SIZE, SIZE), mode='bilinear')[:, 0], atol=1e-6)
+    # coverage: a lesion at the centre of the top box is covered at k=1; one far from every box is not
+    b = zoom_boxes(learn, x, k=1)
+    x0, y0, x1, y1 = b[0, 0].tolist(); cx, cy = (x0 + x1)/2, (y0 + y1)/2
+    gt = [[['MA', cx - 1, cy - 1, cx + 1, cy + 1]], []]
+    cov = zoom_coverage(learn, x, gt, ks=(1, 2))
+    assert cov['coverage'].tolist() == [1., 1.] and cov['lesions'].tolist() == [1, 1]
+
+def test_zoomin_data():
+    d = zoomin_data(size=128, zoom=2)
+    assert d['size'] == 128 and d['hires'] == 256 and 'grade' in d['targets']
+
+def test_with_fundus_dataloaders(tmp_path):
+    "The learner trains on drnb.data.block batches (image, twin, grade)."
+    from drnb.synth import make_synthetic
+    from drnb.data.block import fundus_dataloaders
+    df = make_synthetic(tmp_path/'s', n=dict(train=8, valid=4), size=128, seed=3)
+    dls = fundus_dataloaders(df, **zoomin_data(size=64, zoom=2), bs=4, num_workers=0)
+    learn = zoomin_learner(dls, n_crops=2)
+    with learn.no_bar(), learn.no_logging(): fit_zoomin(learn, 1)
+    p, g = grade_probs(learn)
+    assert p.shape == (4, 5) and g.shape == (4,)
