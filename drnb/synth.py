@@ -812,6 +812,8 @@ SYNTH_PRESETS = dict(
                config=dict(class_freqs=BENCH_FREQS, label_noise=0., p_ungradable=0.)),
     tiny=dict(n=dict(train=40, valid=12, test=12), size=512, seed=7,
               config=dict(class_freqs=(0.2,)*5, label_noise=0., p_ungradable=0.)),
+    demo=dict(n=dict(train=240, valid=60, test=120), size=512, seed=11,
+              config=dict(class_freqs=(0.2,)*5, label_noise=0., p_ungradable=0.)),
 )
 "Named synthetic datasets: images per split, image size, seed and `SynthConfig` arguments."
 
