@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 PY    := .venv/bin/python
 VENV_STAMP := .venv/.drnb-installed
+export VIRTUAL_ENV := $(CURDIR)/.venv
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export PYTHONHASHSEED ?= 0
 HAS_CUDA = $(shell $(PY) -c "import torch;print(int(torch.cuda.is_available()))" 2>/dev/null)
