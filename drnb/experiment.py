@@ -116,8 +116,8 @@ def resolve_dataset(name:str, # 'synthetic:<preset>', 'idrid_boxes', or a folder
     if name.startswith('synthetic'):
         preset = name.partition(':')[2] or 'tiny'
         from drnb import synth
-        presets = getattr(synth, 'PRESETS', {})
-        if presets and preset not in presets: raise ExperimentError(f"unknown synthetic preset '{preset}'; known: {', '.join(presets)}")
+        presets = synth.SYNTH_PRESETS
+        if preset not in presets: raise ExperimentError(f"unknown synthetic preset '{preset}'; known: {', '.join(presets)}")
         return None if check_only else synth.synthetic_dataset(preset)
     if name == 'idrid_boxes':
         from drnb.core import idrid_boxes_path

@@ -51,6 +51,7 @@ def test_bad_parameters_fail_before_anything_runs(template, tmp_path, params, ms
 
 def test_missing_dataset_is_named():
     with pytest.raises(ex.ExperimentError, match='does-not-exist'): ex.resolve_dataset('/tmp/does-not-exist', check_only=True)
+    with pytest.raises(ex.ExperimentError, match="unknown synthetic preset 'huge'; known: bench"): ex.resolve_dataset('synthetic:huge', check_only=True)
 
 def test_cli_sweep_yaml_and_leaderboard(template, tmp_path):
     y = tmp_path/'s.yaml'
