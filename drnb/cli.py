@@ -40,11 +40,11 @@ def _parser():
     p = argparse.ArgumentParser(prog='drnb', description='drnb: diabetic retinopathy grading experiments')
     sub = p.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help='execute an experiment template once')
-    r.add_argument('template'); r.add_argument('-p', nargs=2, action='append', default=[], metavar=('KEY', 'VALUE'))
+    r.add_argument('template', nargs='?', default=None, help="notebook with a 'parameters' cell (default: this checkout's nbs/experiments/train_eval.ipynb)"); r.add_argument('-p', nargs=2, action='append', default=[], metavar=('KEY', 'VALUE'))
     r.add_argument('--out', default=None, help='folder of run folders (default: runs_path from settings.ini)')
     r.add_argument('--force', action='store_true', help='run again even if it finished before')
     s = sub.add_parser('sweep', help='run every combination of a parameter grid')
-    s.add_argument('template', nargs='?'); s.add_argument('--grid', nargs='*', default=[], metavar='KEY=V1,V2')
+    s.add_argument('template', nargs='?', help='experiment template (default: the YAML file\'s, else train_eval.ipynb)'); s.add_argument('--grid', nargs='*', default=[], metavar='KEY=V1,V2')
     s.add_argument('-p', nargs=2, action='append', default=[], metavar=('KEY', 'VALUE'), help='shared parameter')
     s.add_argument('--yaml', default=None); s.add_argument('--out', default=None)
     l = sub.add_parser('leaderboard', help='compare methods of a results table')
@@ -61,14 +61,13 @@ def main(argv:list|None=None):
     a = _parser().parse_args(argv)
     try:
         if a.cmd == 'run':
-            row = ex.run_experiment(a.template, dict(a.p), a.out, skip_done=not a.force, log_output=False, progress_bar=True)
+            row = ex.run_experiment(a.template or ex.TEMPLATE, dict(a.p), a.out, skip_done=not a.force, log_output=False, progress_bar=True)
             print(f"{row['run']}: {row['status']}" + (f" ({row['error']})" if row['error'] else ''))
             print(f"run folder: {Path(a.out) if a.out else runs_path()}/{row['run']}")
             return 0 if row['status'] == 'ok' else 1
         if a.cmd == 'sweep':
             spec = read_sweep_yaml(a.yaml) if a.yaml else {}
-            template = a.template or spec.get('template')
-            if not template: raise SystemExit("drnb sweep: give a template (argument or `template:` in the YAML file)")
+            template = a.template or spec.get('template') or ex.TEMPLATE
             grid = {**spec.get('grid', {}), **parse_grid(a.grid)}
             out = a.out or spec.get('out') or runs_path('sweep')
             res = ex.sweep(template, grid, out, base={**spec.get('base', {}), **dict(a.p)})
