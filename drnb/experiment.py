@@ -170,7 +170,8 @@ def run_experiment(template:str|Path, # notebook with a `parameters` cell and an
     status = dict(status='ok')
     try:
         pm.execute_notebook(str(template), str(d/'notebook.ipynb'), parameters={**params, 'out_dir': str(d.resolve())},
-                            cwd=str(d), log_output=log_output, progress_bar=progress_bar, kernel_name='python3')
+                            cwd=str(d), log_output=log_output, progress_bar=progress_bar, kernel_name='python3',
+                            extra_arguments=['--IPKernelApp.log_level=ERROR'])   # not the kernel's start-up warnings in every run's log
         if not (d/'metrics.json').exists(): status = dict(status='failed', error='the template finished without writing metrics.json')
     except pm.PapermillExecutionError as e: status = dict(status='failed', error=f"{e.ename}: {e.evalue}", cell=e.cell_index)
     except Exception as e: status = dict(status='failed', error=f"{type(e).__name__}: {e}")

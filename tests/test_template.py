@@ -15,3 +15,16 @@ def test_train_eval_template_writes_metrics_with_its_parameters(tmp_path):
     assert m['versions']['torch'] and m['device']['type'] in ('cpu', 'cuda') and m['wall_seconds'] > 0
     for f in ('notebook.ipynb', 'confusion_roc.png', 'batch.png', 'heatmaps.png'): assert (d/f).stat().st_size > 0, f
     assert m['heatmap_error'] is None
+
+def test_nbdev_clean_keeps_the_parameters_tag(tmp_path):
+    "`nbdev-clean` with this project's config must leave papermill's `parameters` tag on every template and tutorial."
+    import shutil, subprocess, sys, nbformat
+    root = Path(__file__).resolve().parent.parent
+    nbs = [ex.TEMPLATE, *sorted((root/'nbs'/'tutorials').glob('*.ipynb'))]
+    copies = []
+    for i, nb in enumerate(nbs):
+        assert ex.template_params(nb), f"{nb.name}: no cell tagged 'parameters'"
+        copies.append(tmp_path/f'{i}_{nb.name}'); shutil.copy(nb, copies[-1])
+    clean = Path(sys.executable).parent/'nbdev-clean'
+    for c in copies: subprocess.run([str(clean), '--fname', str(c)], cwd=root, check=True)
+    for c, nb in zip(copies, nbs): assert ex.template_params(c) == ex.template_params(nb), f"nbdev-clean dropped the parameters of {nb.name}"
