@@ -250,3 +250,14 @@ def test_real_idrid_boxes_pointing_and_coverage(idrid_boxes):
     cov = box_coverage(heat, gts, ks=(n,), box_size=4, radius=0)
     assert cov['coverage'][0] == 1.0                                      # every lesion's centre is one of the peaks
     assert all(l.type != 'OD' for ls in as_lesions(gts, heat.shape) for l in ls)
+
+def test_randomise_model_resets_every_layer_of_a_block():
+    "A container name (a block with no parameters of its own) re-initialises each layer inside it, and nothing outside."
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.Linear(2, 2))), nn.Linear(4, 2))
+    with torch.no_grad():
+        for p in m.parameters(): p.fill_(0.5)
+    r = randomise_model(m, ['0'], seed=1)
+    for (n, p), (_, q) in zip(m.named_parameters(), r.named_parameters()):
+        if n.startswith('0.'): assert not torch.equal(p, q), f"{n} kept its weights"
+        else: assert torch.equal(p, q), f"{n} changed"

@@ -454,7 +454,7 @@ def _layers(model):
     return [(n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
 
 def randomise_model(model:nn.Module, # model to copy
-                    layers=None, # names of the layers to re-initialise (default: all)
+                    layers=None, # names of the layers or blocks to re-initialise (default: all)
                     seed:int=0, # seed of the new weights
                    )->nn.Module:
     "A copy of `model` with the parameters of `layers` re-initialised."
@@ -465,10 +465,10 @@ def randomise_model(model:nn.Module, # model to copy
         torch.manual_seed(seed)
         for n in names:
             if n not in mods: raise ValueError(f"no layer named {n!r} in the model; layers with parameters: {[k for k, _ in _layers(m)]}")
-            mod = mods[n]
-            if hasattr(mod, 'reset_parameters'): mod.reset_parameters()
-            else:
-                for p in mod.parameters(recurse=False): nn.init.normal_(p, std=0.02)
+            for sub in mods[n].modules():   # a block (e.g. 'layer4') re-initialises every layer inside it
+                if hasattr(sub, 'reset_parameters'): sub.reset_parameters()
+                else:
+                    for p in sub.parameters(recurse=False): nn.init.normal_(p, std=0.02)
     return m
 
 def rank_correlation(a, # (N,H,W) heatmaps
