@@ -276,11 +276,15 @@ def leaderboard(results:pd.DataFrame|str|Path, # a results table or its CSV
     return g.sort_values(f'{metrics[0]}_mean', ascending=False).reset_index()
 
 def leaderboard_markdown(lb:pd.DataFrame)->str:
-    "The leaderboard as a markdown table, `mean ± std (n)` per metric."
+    "The leaderboard as a markdown table, `mean ± std (n)` per metric (`mean (1)` for one seed, – for none)."
     if lb.empty: return '_no finished runs_\n'
     metrics = [c[:-5] for c in lb.columns if c.endswith('_mean')]
     keys = [c for c in lb.columns if not any(c.startswith(m+'_') for m in metrics)]
-    rows = [[str(r[k]) for k in keys] + [f"{r[m+'_mean']:.3f} ± {0 if math.isnan(r[m+'_std']) else r[m+'_std']:.3f} ({int(r[m+'_count'])})" for m in metrics] for _,r in lb.iterrows()]
+    def cell(r, m):
+        n = int(r[m+'_count'])
+        if n == 0: return '–'
+        return f"{r[m+'_mean']:.3f} (1)" if n == 1 else f"{r[m+'_mean']:.3f} ± {r[m+'_std']:.3f} ({n})"
+    rows = [[str(r[k]) for k in keys] + [cell(r, m) for m in metrics] for _,r in lb.iterrows()]
     head = keys + metrics
     return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|'*len(head)] + ['| ' + ' | '.join(r) + ' |' for r in rows]) + '\n'
 

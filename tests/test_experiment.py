@@ -96,3 +96,10 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     assert start == 2 and cnt.epochs == [2, 3]
     assert torch.equal(fw.w, saved['model']['weight'])
     assert torch.load(ck, weights_only=True)['epoch'] == 4
+
+def test_leaderboard_markdown_single_seed_and_missing_metric():
+    "One seed shows no made-up spread; a metric a dataset does not report shows as missing, not nan."
+    import pandas as pd
+    df = pd.DataFrame(dict(dataset=['a', 'b'], method='m', seed=0, status='ok', kappa=[0.5, float('nan')], weak_label_auc=[float('nan'), 0.8]))
+    md = ex.leaderboard_markdown(ex.leaderboard(df, metrics=('kappa', 'weak_label_auc')))
+    assert '| a | m | 0.500 (1) | – |' in md and '| b | m | – | 0.800 (1) |' in md and 'nan' not in md, md
