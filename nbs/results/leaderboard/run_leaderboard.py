@@ -34,7 +34,7 @@ def write(results):
     fig, axs = plt.subplots(1, len(sets), figsize=(6*len(sets), 3.2), squeeze=False)
     for ax, ds in zip(axs[0], sets):
         sub = lb[lb.dataset == ds].drop(columns='dataset')
-        metric = 'kappa' if sub['kappa_mean'].notna().any() else 'weak_label_auc'
+        metric = 'kappa' if 'kappa_mean' in sub and sub['kappa_mean'].notna().any() else 'weak_label_auc'
         if not sub.empty: plot_leaderboard(sub.sort_values(f'{metric}_mean', ascending=False), metric, ax=ax)
         ax.set_title(f'{ds}: {metric} (mean ± std over seeds)')
     fig.tight_layout(); fig.savefig(here/'leaderboard.png', dpi=90)
