@@ -948,6 +948,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'drnb.models.zoomin.boxes_heatmap': ('models.zoomin.html#boxes_heatmap', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.crop_twin': ('models.zoomin.html#crop_twin', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.fit_zoomin': ('models.zoomin.html#fit_zoomin', 'drnb/models/zoomin.py'),
+                                    'drnb.models.zoomin.fov_cells': ('models.zoomin.html#fov_cells', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.grade_probs': ('models.zoomin.html#grade_probs', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.lesion_views': ('models.zoomin.html#lesion_views', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.peak_boxes': ('models.zoomin.html#peak_boxes', 'drnb/models/zoomin.py'),

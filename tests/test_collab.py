@@ -264,3 +264,16 @@ def test_box_masks_on_real_photographs(idrid_boxes):
     ds = records_dataset(recs[recs.split == 'test'].head(6), 64, boxes_as_masks=('EX', 'HE'))
     assert ds.known[:, [1, 2]].all() and not ds.known[:, [0, 3]].any()     # HE, EX known; MA, SE not
     assert (ds.grades == -1).all()                                          # idrid_boxes has no grades
+
+def test_learned_attention_starts_at_the_maps():
+    "prior=True (the default): a fresh grader's attention is G's max-pooled map, and the grade loss reaches W_l; prior=False starts near 0.5."
+    from drnb.models.collab import LesionAttentiveGrader
+    import torch.nn.functional as F
+    m = torch.rand(2, 4, 64, 64)
+    grader = LesionAttentiveGrader('resnet18')
+    logits, a = grader(torch.randn(2, 3, 64, 64), m)
+    assert torch.allclose(a, F.adaptive_max_pool2d(m, a.shape[-2:]).clamp(1e-4, 1 - 1e-4), atol=1e-5)
+    logits.sum().backward()
+    assert grader.w[0].weight.grad.abs().sum() > 0
+    _, a_plain = LesionAttentiveGrader('resnet18', prior=False)(torch.randn(2, 3, 64, 64), m)
+    assert not torch.allclose(a_plain, F.adaptive_max_pool2d(m, a_plain.shape[-2:]), atol=0.05)

@@ -25,6 +25,22 @@ def coord_twin(n, h, w):
 
 # --- shapes and the gates
 
+def test_gates_stay_inside_the_eye():
+    "A bright disc on black: with eye_only (the default) no gate weight falls on the black corners; without it some does."
+    yy, xx = torch.meshgrid(torch.arange(128.), torch.arange(128.), indexing='ij')
+    eye = ((yy - 63.5)**2 + (xx - 63.5)**2 < 60**2).float()
+    x = eye[None, None].repeat(2, 3, 1, 1)*torch.rand(2, 3, 128, 128)*0.5 + eye*0.3      # raw [0, 1] images
+    stats = ((0., 0., 0.), (1., 1., 1.))
+    corner = torch.zeros(4, 4, dtype=torch.bool); corner[0, 0] = corner[0, -1] = corner[-1, 0] = corner[-1, -1] = True
+    seed_everything(0)
+    g = ZoomInNet('resnet18', stats=stats).eval().glance(x)['gates']                      # (2,5,4,4) at stride 32
+    test_sum = g.sum((2, 3))
+    assert torch.allclose(test_sum, torch.ones_like(test_sum), atol=1e-5)
+    assert g[:, :, corner].abs().max() == 0
+    seed_everything(0)
+    g0 = ZoomInNet('resnet18', stats=stats, eye_only=False).eval().glance(x)['gates']
+    assert g0[:, :, corner].min() > 0
+
 def test_spatial_softmax_sums_to_one_per_channel():
     z = torch.randn(3, 5, 6, 7)*4
     g = spatial_softmax(z)

@@ -174,16 +174,19 @@ class LesionAttentiveGrader(nn.Module):
                  dim:int=64, # channels of the attention's hidden map
                  trunk:int=128, # channels of the shared per-lesion trunk
                  attention:bool=True, # learned attention; False: alpha_l = m_l
+                 prior:bool=True, # learned attention starts at G's map: alpha_l = sigma(W_l(...) + logit m_l), W_l zero at init
                  use_global:bool=True, # also feed pooled f_high to the classifier
                  low_stride:int=8, # stride of f_low
                 ):
         super().__init__()
-        store_attr('n_types,attention,use_global')
+        store_attr('n_types,attention,prior,use_global')
         self.body = create_backbone(arch, pretrained=pretrained, low_stride=low_stride)
         cl,ch = self.body.feature_info[self.body.level(low_stride)]['channels'],self.body.channels
         self.phi = nn.ModuleList(nn.Sequential(nn.Conv2d(cl + 1, dim, 1), nn.ReLU()) for _ in range(n_types))
         self.gate = nn.Conv2d(ch, dim, 1)
         self.w = nn.ModuleList(nn.Conv2d(dim, 1, 1) for _ in range(n_types))
+        if prior:
+            for w in self.w: nn.init.zeros_(w.weight); nn.init.zeros_(w.bias)
         self.trunk = nn.Sequential(ConvLayer(cl, trunk), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(n_types*trunk + (ch if use_global else 0), n_grades)
 
@@ -192,7 +195,9 @@ class LesionAttentiveGrader(nn.Module):
         m = F.adaptive_max_pool2d(maps, f_low.shape[-2:])
         if not self.attention: return m
         g = F.interpolate(self.gate(f_high), size=f_low.shape[-2:], mode='bilinear', align_corners=False)
-        return torch.cat([torch.sigmoid(self.w[l](g * self.phi[l](torch.cat([f_low, m[:, l:l+1]], 1)))) for l in range(self.n_types)], 1)
+        logit_m = torch.logit(m, eps=1e-4) if self.prior else torch.zeros_like(m)
+        return torch.cat([torch.sigmoid(self.w[l](g * self.phi[l](torch.cat([f_low, m[:, l:l+1]], 1))) + logit_m[:, l:l+1])
+                          for l in range(self.n_types)], 1)
 
     def forward(self, x:Tensor, # normalised images
                 maps:Tensor, # G's lesion probabilities (N,T,H,W)
@@ -516,6 +521,7 @@ def collab_learner(dls:DataLoaders, # batches (image, grade, masks[, known]), im
                    pretrained:bool=False, # ImageNet weights for the grader's backbone
                    types:tuple=LESION_TYPES, # lesion maps of G
                    attention:bool=True, # learned lesion attention (False: alpha_l = m_l)
+                   prior:bool=True, # the learned attention starts at G's maps (`LesionAttentiveGrader`)
                    seg_widths:tuple=(8, 16, 32, 64), # G's channels per level
                    disc_widths:tuple=(32, 64, 128, 128), # D's channels
                    lambda_pseudo:float=1., # weight of the pseudo-mask term
@@ -527,7 +533,7 @@ def collab_learner(dls:DataLoaders, # batches (image, grade, masks[, known]), im
                   )->Learner:
     "A fastai `Learner` for Zhou et al.: `CollabModel`, `CollabLoss`, every loss term and kappa as metrics; train it with `fit_collab`."
     model = CollabModel(LesionSegmenter(len(types), seg_widths),
-                        LesionAttentiveGrader(arch, pretrained, len(types), attention=attention),
+                        LesionAttentiveGrader(arch, pretrained, len(types), attention=attention, prior=prior),
                         LesionDiscriminator(3 + len(types), disc_widths), backbone_stats(arch)).to(dls.device)
     kwargs.setdefault('metrics', [LossTerm(t) for t in LOSS_TERMS] + [GradeKappa()])
     learn = Learner(dls, model, loss_func=CollabLoss(lambda_pseudo, lambda_adv, threshold, pos_weight), splitter=collab_splitter, **kwargs)

@@ -8,7 +8,8 @@ import math, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from fastcore.basics import store_attr, ifnone, listify, patch
+from fastcore.basics import store_attr, ifnone, listify, patch, first
+from fastai.data.transforms import Normalize
 from fastcore.meta import delegates
 from fastai.torch_core import apply_init, find_bs
 from fastai.learner import Learner, Metric
@@ -21,17 +22,31 @@ from ..interpret.attribution import register_attribution, referable_score, abnor
 from ..interpret.evaluate import box_coverage
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_TERMS', 'STAGE_PARTS', 'STAGE_SHARE', 'spatial_softmax', 'ANet', 'attention_peaks', 'peak_boxes',
-           'crop_twin', 'ZoomInNet', 'ZoomInLoss', 'LossTerm', 'ZoomCrop', 'ZoomStaging', 'zoomin_splitter',
-           'zoomin_learner', 'fit_zoomin', 'zoom_attention', 'zoom_boxes', 'boxes_heatmap', 'zoom_coverage',
-           'zoomin_attention', 'grade_probs', 'zoomin_data', 'lesion_views']
+__all__ = ['STAGES', 'STAGE_TERMS', 'STAGE_PARTS', 'STAGE_SHARE', 'spatial_softmax', 'fov_cells', 'ANet', 'attention_peaks',
+           'peak_boxes', 'crop_twin', 'ZoomInNet', 'ZoomInLoss', 'LossTerm', 'ZoomCrop', 'ZoomStaging',
+           'zoomin_splitter', 'zoomin_learner', 'fit_zoomin', 'zoom_attention', 'zoom_boxes', 'boxes_heatmap',
+           'zoom_coverage', 'zoomin_attention', 'grade_probs', 'zoomin_data', 'lesion_views']
 
 # %% ../../nbs/10_models.zoomin.ipynb #9f01d4e8
 def spatial_softmax(z:Tensor, # (N,C,h,w) gate logits
+                    mask:Tensor|None=None, # (N,1,h,w) bool: positions allowed (an image with none allowed uses all)
                    )->Tensor:
-    "Softmax over the h*w positions of each channel separately: every channel of the result sums to 1."
+    "Softmax over the h*w positions of each channel separately: every channel of the result sums to 1 (over `mask` only, when given)."
     n,c,h,w = z.shape
+    if mask is not None:
+        mask = mask | ~mask.flatten(1).any(1).view(n, 1, 1, 1)          # no allowed cell: fall back to all of them
+        z = z.masked_fill(~mask, float("-inf"))
     return z.flatten(2).softmax(-1).view(n, c, h, w)
+
+def fov_cells(x:Tensor, # (N,3,H,W) normalised images
+              grid:tuple, # (h, w) of the feature map
+              mean:Tensor, std:Tensor, # (3,1,1) normalisation statistics of `x`
+              thr:float=0.08, # brightest channel above this (in [0, 1]) = inside the eye
+              cover:float=0.25, # a cell counts when at least this share of its pixels is inside
+             )->Tensor:
+    "(N,1,h,w) bool: the cells of the feature map that lie in the eye (the field of view), not on the black surround."
+    eye = ((x*std + mean).amax(1, keepdim=True) > thr).float()
+    return F.adaptive_avg_pool2d(eye, grid) >= cover
 
 # %% ../../nbs/10_models.zoomin.ipynb #0ec427cd
 class ANet(nn.Module):
@@ -43,9 +58,11 @@ class ANet(nn.Module):
         super().__init__()
         self.score = nn.Conv2d(ni, n_out, 1)
         self.gate = nn.Sequential(nn.Conv2d(ni, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, n_out, 1)) if hidden else nn.Conv2d(ni, n_out, 1)
-    def forward(self, f:Tensor)->dict:
+    def forward(self, f:Tensor, # feature map F (N,ni,h,w)
+                mask:Tensor|None=None, # (N,1,h,w) cells the gates may use (the field of view)
+               )->dict:
         s = self.score(f)
-        g = spatial_softmax(self.gate(f))
+        g = spatial_softmax(self.gate(f), mask)
         a = s*g
         return dict(a=a.sum((2, 3)), scores=s, gates=g, gated=a)
 
@@ -117,9 +134,13 @@ class ZoomInNet(nn.Module):
                  p:float=0.25, # dropout before the linear heads
                  gate_hidden:int=0, # hidden channels of A-Net's gate branch (0: one 1x1 conv)
                  nms_radius:int|None=None, # NMS radius in map cells (default: half a crop)
+                 eye_only:bool=True, # gates only on cells inside the eye (`fov_cells`), never on the black surround
+                 stats:tuple|None=None, # (mean, std) the images were normalised with (default: ImageNet's), to find the eye
                 ):
         super().__init__()
-        store_attr('n_out,n_crops,crop_size,zoom,nms_radius')
+        store_attr('n_out,n_crops,crop_size,zoom,nms_radius,eye_only')
+        for k, v in zip(('img_mean', 'img_std'), ifnone(stats, backbone_stats('resnet18'))):
+            self.register_buffer(k, torch.tensor(v, dtype=torch.float32).view(3, 1, 1), persistent=False)
         self.arch,self.c_arch = arch,ifnone(c_arch, arch)
         self.m_body = create_backbone(arch, pretrained=pretrained)
         self.m_out = nn.Identity()          # the feature map F: a hook point for Grad-CAM
@@ -156,7 +177,8 @@ def glance(self:ZoomInNet, x:Tensor)->dict:
     "M-Net and A-Net on the image: M logits `m`, A logits `a`, pooled features `f`, attention-pooled features `f_att`, gates and attention."
     f = self.m_out(self.m_body(x))
     fm = f.mean((2, 3))
-    out = dict(m=self.m_head(fm), f=fm, **self.a_net(f))
+    eye = fov_cells(x, f.shape[-2:], self.img_mean, self.img_std) if self.eye_only else None
+    out = dict(m=self.m_head(fm), f=fm, **self.a_net(f, eye))
     w = out['gates'][:, 1:].mean(1) if self.n_out > 1 else out['gates'][:, 0]  # where the abnormal classes look
     out['f_att'] = (f*w[:, None]).sum((2, 3))
     out['attention'] = w
@@ -358,14 +380,16 @@ def zoomin_learner(dls, # fastai DataLoaders; inputs (image, twin) or image alon
                    c_arch:str|None=None, # backbone of C-Net (default: `arch`)
                    n_out:int|None=None, # classes (default: from `dls`, else 5 grades)
                    loss_weights:dict|None=None, # weights of the loss terms `m`, `a`, `c`
-                   model_kwargs:dict|None=None, # other `ZoomInNet` arguments (p, gate_hidden, nms_radius)
+                   model_kwargs:dict|None=None, # other `ZoomInNet` arguments (p, gate_hidden, nms_radius, eye_only)
                    metrics=None, # default: kappa, referable AUC (5 classes) and the three loss terms
                    cbs=None, # more callbacks (`ZoomCrop` is always added)
                    **kwargs, # passed to `Learner`
                   )->Learner:
     "A fastai `Learner` for Zoom-in-Net: the model, the joint loss with its terms as metrics and the `ZoomCrop` callback."
     n_out = ifnone(n_out, ifnone(getattr(dls, 'c', None), len(GRADES)))
-    model = ZoomInNet(arch, n_out, n_crops, crop_size, zoom, c_arch, pretrained, **(model_kwargs or {}))
+    norm = first(t for t in getattr(getattr(dls, 'after_batch', None), 'fs', []) if isinstance(t, Normalize))
+    stats = (norm.mean.flatten().tolist(), norm.std.flatten().tolist()) if norm is not None else ((0., 0., 0.), (1., 1., 1.))
+    model = ZoomInNet(arch, n_out, n_crops, crop_size, zoom, c_arch, pretrained, **{'stats': stats, **(model_kwargs or {})})
     if metrics is None: metrics = ([KappaScore(), ReferableAUC()] if n_out == len(GRADES) else []) + [LossTerm(k) for k in ('m', 'a', 'c')]
     return Learner(dls, model, loss_func=ZoomInLoss(loss_weights), metrics=metrics, splitter=zoomin_splitter,
                    cbs=[ZoomCrop(), *listify(cbs)], **kwargs)

@@ -27,7 +27,9 @@ def _done(csv, key):
     return set(pd.read_csv(csv)[list(key)].astype(str).apply(tuple, axis=1))
 
 def _append(csv, row):
-    pd.DataFrame([row]).to_csv(csv, mode='a', header=not csv.exists(), index=False)
+    "Add `row` to `csv`, rewriting it so that rows with different columns (grading alone has no patch AUC) stay aligned."
+    old = pd.read_csv(csv) if csv.exists() else None
+    pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(csv, index=False)
     print(row, flush=True)
 
 def load(preset, size, grid=16, types=LESION_TYPES, source='auto'):
