@@ -527,7 +527,7 @@ def synth_fundus(seed:int, # dataset seed
     return SynthFundus(image, masks, mask_boxes(masks), None if 'ungradable' in nz else label, meta)
 
 # %% ../nbs/01_synth.ipynb #53aa254d
-LESION_COLOURS = dict(MA=(0, 255, 255), HE=(40, 90, 255), EX=(0, 255, 0), SE=(255, 0, 255), OD=(255, 255, 255))
+LESION_COLOURS = dict(MA=(0, 229, 255), HE=(118, 255, 3), EX=(255, 255, 255), SE=(255, 64, 129), OD=(255, 214, 0))
 "RGB outline colour of each type in figures."
 
 def lesion_overlay(image:np.ndarray, # RGB uint8

@@ -11,6 +11,7 @@ import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as 
 from scipy import ndimage
 from scipy.stats import rankdata
 from ..core import LESION_TYPES
+from ..synth import LESION_COLOURS as SYNTH_COLOURS
 from ..metrics import MetricWarning, to_np, roc_auc, average_precision
 
 # %% auto #0
@@ -324,8 +325,8 @@ def box_coverage(heatmaps, # (N,H,W) heatmaps
     return pd.DataFrame(dict(k=ks, coverage=cov, covered=covered, lesions=total))
 
 # %% ../../nbs/21_interpret.evaluate.ipynb #89e2d8a2
-LESION_COLOURS = dict(MA='#00e5ff', HE='#76ff03', EX='#ffffff', SE='#ff4081', OD='#ffd600', lesion='#00e5ff')
-"Outline colour of each lesion type in figures."
+LESION_COLOURS = {**{t: '#%02x%02x%02x' % rgb for t, rgb in SYNTH_COLOURS.items()}, 'lesion': '#%02x%02x%02x' % SYNTH_COLOURS['MA']}
+"Outline colour of each lesion type in figures, as matplotlib hex strings: `drnb.synth.LESION_COLOURS`, drnb's one palette."
 
 def show_heatmap(image, # (H,W,3) or (3,H,W) image in [0,1], or None
                  heatmap, # (H,W) heatmap

@@ -16,7 +16,7 @@ from fastai.learner import Learner, Metric
 from fastai.layers import ConvLayer, NormType
 from fastai.torch_core import find_bs, params
 import fastai.callback.schedule  # Learner.fit_one_cycle
-from ..core import LESION_TYPES, GRADES, get_device
+from ..core import LESION_TYPES, GRADES, get_device, get_settings
 from .backbones import create_backbone, backbone_stats
 from ..metrics import quadratic_kappa, lesion_aupr
 from ..interpret.attribution import register_attribution
@@ -122,6 +122,7 @@ def collab_dataloaders(records:pd.DataFrame, # a record table with splits 'train
                        seed:int=0, # seed of the masked subset
                        device=None, # default `drnb.core.get_device()`
                        aug:bool=True, # random flips of training items
+                       num_workers:int|None=None, # loader processes (default: the `num_workers` setting; 0 reads in this process)
                        **kwargs, # passed to `records_dataset` (types, boxes_as_masks, square)
                       )->DataLoaders:
     "fastai `DataLoaders` of (image, grade, masks, known): `mask_fraction` of 'train' keeps its masks, 'valid' keeps all."
@@ -130,7 +131,8 @@ def collab_dataloaders(records:pd.DataFrame, # a record table with splits 'train
     train = records_dataset(tr, size, mask_fraction, seed, aug=aug, **kwargs)
     valid = records_dataset(va, size, 1., seed, **kwargs)
     dev = device if isinstance(device, torch.device) else get_device(device)
-    return DataLoaders.from_dsets(train, valid, bs=bs, device=dev, drop_last=(len(train) > bs, False))
+    nw = ifnone(num_workers, get_settings().num_workers)
+    return DataLoaders.from_dsets(train, valid, bs=bs, device=dev, drop_last=(len(train) > bs, False), num_workers=nw)
 
 def collab_data(size:int=256, # side of the views
                 **kwargs, # more arguments for `fundus_dataloaders`

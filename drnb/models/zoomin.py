@@ -501,9 +501,9 @@ def zoomin_attention(head, x, target, gated:bool=False):
 def grade_probs(learn:Learner, # a Zoom-in-Net `Learner`
                 dl=None, # a DataLoader (default: the validation set)
                )->tuple:
-    "(N,K) softmax probabilities of the current stage's logits and the (N,) true grades."
-    probs,targs = learn.get_preds(dl=dl)
-    return probs, targs.view(-1).long()
+    "(N,K) softmax probabilities of the current stage's logits and the (N,) true grades, as plain tensors, without a progress bar."
+    with learn.no_bar(): probs,targs = learn.get_preds(dl=dl)
+    return probs.as_subclass(Tensor), targs.view(-1).long().as_subclass(Tensor)
 
 def zoomin_data(size:int|None=None, # side of M-Net's input (default: the `image_size` setting)
                 zoom:int=2, # the twin's side is `zoom * size`
