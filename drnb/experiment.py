@@ -14,7 +14,8 @@ from .core import get_settings, runs_path
 __all__ = ['CHECKS', 'METHODS', 'TRAIN_DEFAULTS', 'TEMPLATE', 'ExperimentError', 'template_params', 'check', 'check_params',
            'register_method', 'method_factory', 'resolve_dataset', 'run_name', 'run_status', 'run_experiment',
            'result_row', 'grid_runs', 'collect_results', 'sweep', 'EpochCheckpoint', 'fit_resumable', 'leaderboard',
-           'leaderboard_markdown', 'plot_leaderboard', 'baseline_learner', 'train', 'available_methods', 'demo']
+           'mean_std_cell', 'leaderboard_markdown', 'plot_leaderboard', 'compare_methods', 'baseline_learner', 'train',
+           'available_methods', 'demo']
 
 # %% ../nbs/30_experiment.ipynb #ab7a8ada
 class ExperimentError(ValueError):
@@ -275,16 +276,20 @@ def leaderboard(results:pd.DataFrame|str|Path, # a results table or its CSV
     g.columns = [f'{m}_{s}' for m,s in g.columns]
     return g.sort_values(f'{metrics[0]}_mean', ascending=False).reset_index()
 
+def mean_std_cell(row, # a leaderboard row
+                  metric:str, # a metric of the leaderboard
+                 )->str:
+    "`mean ± std (n)` of `metric` in a leaderboard row, `mean (1)` for one seed, – for none."
+    n = int(row[metric+'_count'])
+    if n == 0: return '–'
+    return f"{row[metric+'_mean']:.3f} (1)" if n == 1 else f"{row[metric+'_mean']:.3f} ± {row[metric+'_std']:.3f} ({n})"
+
 def leaderboard_markdown(lb:pd.DataFrame)->str:
     "The leaderboard as a markdown table, `mean ± std (n)` per metric (`mean (1)` for one seed, – for none)."
     if lb.empty: return '_no finished runs_\n'
     metrics = [c[:-5] for c in lb.columns if c.endswith('_mean')]
     keys = [c for c in lb.columns if not any(c.startswith(m+'_') for m in metrics)]
-    def cell(r, m):
-        n = int(r[m+'_count'])
-        if n == 0: return '–'
-        return f"{r[m+'_mean']:.3f} (1)" if n == 1 else f"{r[m+'_mean']:.3f} ± {r[m+'_std']:.3f} ({n})"
-    rows = [[str(r[k]) for k in keys] + [cell(r, m) for m in metrics] for _,r in lb.iterrows()]
+    rows = [[str(r[k]) for k in keys] + [mean_std_cell(r, m) for m in metrics] for _,r in lb.iterrows()]
     head = keys + metrics
     return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|'*len(head)] + ['| ' + ' | '.join(r) + ' |' for r in rows]) + '\n'
 
@@ -297,6 +302,26 @@ def plot_leaderboard(lb:pd.DataFrame, metric:str='kappa', ax=None):
     ax.barh(labels, lb[f'{metric}_mean'], xerr=lb[f'{metric}_std'].fillna(0), color='tab:blue', alpha=0.8, capsize=3)
     ax.invert_yaxis(); ax.set_xlabel(f'{metric} (mean ± std over seeds)'); ax.grid(axis='x', alpha=0.3)
     return ax
+
+# %% ../nbs/30_experiment.ipynb #d6bce705
+def compare_methods(results:pd.DataFrame|str|Path, # a results table or its CSV (e.g. the committed leaderboard's)
+                    methods:list, # the methods to set side by side, e.g. ['baseline', 'zoomin']
+                    metrics:tuple=('kappa', 'referable_auc', 'weak_label_auc'), # those with a value are shown
+                    settings:tuple=('backbone', 'pretrained', 'image_size', 'epochs', 'max_train'), # parameters shown per dataset
+                   )->tuple:
+    "Two tables from a results table: `mean ± std (n)` per dataset and method (with mean training seconds), and the settings the runs used."
+    df = pd.read_csv(results) if not isinstance(results, pd.DataFrame) else results
+    df = df[df.method.isin(methods)]
+    ok = df[df.status == 'ok'] if 'status' in df else df
+    lb = leaderboard(ok, metrics=metrics)
+    if lb.empty: return pd.DataFrame(), pd.DataFrame()
+    lb = lb.sort_values(['dataset', 'method'])
+    shown = [m for m in metrics if f'{m}_count' in lb and lb[f'{m}_count'].sum() > 0]
+    table = pd.DataFrame({m: [mean_std_cell(r, m) for _,r in lb.iterrows()] for m in shown},
+                         index=pd.MultiIndex.from_frame(lb[['dataset', 'method']]))
+    if 'train_seconds' in ok: table['train s (mean)'] = ok.groupby(['dataset', 'method']).train_seconds.mean().round(0)
+    if 'status' in df and (df.status != 'ok').any(): table['runs not finished'] = (df.status != 'ok').groupby([df.dataset, df.method]).sum()
+    return table, ok.groupby('dataset')[[s for s in settings if s in ok]].first()
 
 # %% ../nbs/30_experiment.ipynb #99350b48
 def baseline_learner(dls, # DataLoaders of images and grades

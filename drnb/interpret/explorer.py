@@ -409,6 +409,7 @@ def render(self:Explorer, dpi:int|None=None, panel:float=3.2)->Figure:
     maps,p = self.compute(),self.probs()
     img = it.image; H,W = img.shape[:2]
     dpi = dpi or self.dpi
+    # every title gets y=1: a title placed by hand spares matplotlib measuring each axes' ticks at each draw (half a redraw)
     side = int(round(panel*dpi))              # a panel's width in screen pixels: arrays are shrunk to it once, not at each draw
     ext = (-0.5, W - 0.5, H - 0.5, -0.5)      # imshow in view pixels whatever the array's size
     img_d = shrink(img, side)
@@ -426,7 +427,7 @@ def render(self:Explorer, dpi:int|None=None, panel:float=3.2)->Figure:
             ax.add_patch(Rectangle((x0 - .5, y0 - .5), x1 - x0, y1 - y0, fill=False, ec='w', ls='--', lw=1.2))
             ax.text(x0 + 2, y0 + 2, str(r + 1), color='w', fontsize=8, va='top')
         self.drawn['zoom'] = len(zb)
-    ax.set_title(_short(f"{it.name}\n{it.truth()}", 44, 3), fontsize=9); ax.set_axis_off()
+    ax.set_title(_short(f"{it.name}\n{it.truth()}", 44, 3), fontsize=9, y=1); ax.set_axis_off()
     if gt[3]: ax.legend(handles=[Line2D([], [], c=LESION_COLOURS[t], label=t) for t in gt[3]], fontsize=6, loc='lower right', framealpha=0.4)
     for j,m in enumerate(self.methods):
         ax = fig.add_subplot(gs[0, j + 1]); ax.set_axis_off()
@@ -434,7 +435,7 @@ def render(self:Explorer, dpi:int|None=None, panel:float=3.2)->Figure:
         if isinstance(h, Exception):
             ax.imshow(img_d.mean(-1), extent=ext, cmap='gray', alpha=0.35)
             ax.text(0.5, 0.5, _short(f"{m} failed:\n{type(h).__name__}: {h}"), color='#c62828', fontsize=7, ha='center', va='center', transform=ax.transAxes)
-            ax.set_title(f"{m}: error", fontsize=9, color='#c62828'); continue
+            ax.set_title(f"{m}: error", fontsize=9, color='#c62828', y=1); continue
         hd = self._display_map(m, h, side)
         ax.imshow(img_d, extent=ext); ax.imshow(hd, extent=ext, cmap=self.cmap, alpha=self.alpha, vmin=0, vmax=1)
         lab,nreg = heatmap_regions(hd, self.threshold)    # regions as seen on the screen
@@ -443,13 +444,13 @@ def render(self:Explorer, dpi:int|None=None, panel:float=3.2)->Figure:
         self._draw_gt(ax, gt, ext)
         s = self.scores(m)
         sc = [] if np.isnan(s['pointing']) else [f"pointing {'hit' if s['pointing'] else 'miss'}", f"pixel AUC {s['pixel_auc']:.2f}"]
-        ax.set_title(m + ('\n' + ' · '.join(sc) if sc else '\n(no lesion to score)'), fontsize=9)
+        ax.set_title(m + ('\n' + ' · '.join(sc) if sc else '\n(no lesion to score)'), fontsize=9, y=1)
     ax = fig.add_subplot(gs[0, -1]); self._draw_probs(ax, p)
     if crops:
         big = load_view(it.path, 2*W, it.square) if it.path else img
         sub = gs[1, :].subgridspec(1, max(len(zb), n*2))
         for r,b in enumerate(zb):
-            a = fig.add_subplot(sub[0, r]); a.imshow(crop_box(big, b, W)); a.set_axis_off(); a.set_title(f"zoom {r + 1}", fontsize=7)
+            a = fig.add_subplot(sub[0, r]); a.imshow(crop_box(big, b, W)); a.set_axis_off(); a.set_title(f"zoom {r + 1}", fontsize=7, y=1)
     self.render_seconds = time.perf_counter() - t0
     return fig
 
@@ -464,7 +465,7 @@ def _draw_probs(self:Explorer, ax, p):
     ax.set_ylim(0, 1.05 if K > 1 else max(1., float(p.max())*1.1)); ax.tick_params(labelsize=7)
     ax.set_xlabel('grade' + ('   (outlined: true)' if g is not None else ''), fontsize=7)
     ref = f"\nP(referable) {p[2:].sum():.2f}" if K == len(GRADES) else ''
-    ax.set_title(f"predicted {pred}" + (f": {GRADES[pred]}" if K == len(GRADES) else '') + ref, fontsize=9)
+    ax.set_title(f"predicted {pred}" + (f": {GRADES[pred]}" if K == len(GRADES) else '') + ref, fontsize=9, y=1)
     for s in ('top', 'right'): ax.spines[s].set_visible(False)
 
 # %% ../../nbs/22_interpret.explorer.ipynb #da9daae1
