@@ -16,6 +16,14 @@ def test_train_eval_template_writes_metrics_with_its_parameters(tmp_path):
     for f in ('notebook.ipynb', 'confusion_roc.png', 'batch.png', 'heatmaps.png'): assert (d/f).stat().st_size > 0, f
     assert m['heatmap_error'] is None
 
+def test_template_draws_heatmaps_for_a_regression_head(tmp_path):
+    "Quellec's base net regresses the grade (one output): the heatmaps attribute that output, not P(referable), and are drawn."
+    row = ex.run_experiment(ex.TEMPLATE, dict(method='mining', dataset='synthetic:tiny', image_size=64, epochs=1, n_heatmaps=2), tmp_path)
+    assert row['status'] == 'ok', row['error']
+    d = tmp_path/row['run']
+    assert json.loads((d/'metrics.json').read_text())['heatmap_error'] is None
+    assert (d/'heatmaps.png').stat().st_size > 0
+
 def test_nbdev_clean_keeps_the_parameters_tag(tmp_path):
     "`nbdev-clean` with this project's config must leave papermill's `parameters` tag on every template and tutorial."
     import shutil, subprocess, sys, nbformat
