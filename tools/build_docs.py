@@ -21,9 +21,22 @@ def directives(src:str):
         if m: out[m.group(1)] = m.group(2).strip()
     return out
 
+DETAILS = re.compile(r'^([ \t]*)<details><summary>(.*?)</summary>(.*?)</details>', re.M | re.S)
+
+def open_details(md:str)->str:
+    "Blank lines inside `<details>` blocks, so that MyST parses the answer as markdown (maths, code) instead of raw HTML."
+    return DETAILS.sub(lambda m: f"{m[1]}<details><summary>{m[2]}</summary>\n\n{m[1]}{m[3].strip()}\n\n{m[1]}</details>", md)
+
+DISPLAY_MATH = re.compile(r'^([ \t]*)(\$\$.+?\$\$[.,;:]?)[ \t]*$', re.M)
+
+def own_paragraph_math(md:str)->str:
+    "A `$$...$$` line inside a paragraph made a paragraph of its own: MyST reads display maths only there."
+    return DISPLAY_MATH.sub(lambda m: f"\n{m[1]}{m[2]}\n", md)
+
 def doc_cells(nb):
     "The cells of `nb` as the documentation shows them."
     for c in nb.cells:
+        if c.cell_type == 'markdown': c.source = own_paragraph_math(open_details(c.source))
         if c.cell_type != 'code': yield c; continue
         d = directives(c.source)
         if d.keys() & HIDDEN: continue

@@ -6,8 +6,8 @@ method's heatmaps for the target "referable" (sum of the probabilities of grades
 
 - localisation against the lesions (`evaluate_heatmaps`): pointing game, pixel-level AUC, hit rate and coverage of
   the top-4 boxes, FROC score (lesion level: mean sensitivity at 1/8 ... 8 false positives per image);
-- faithfulness: area under the deletion curve (score as the most-attributed pixels are blurred away; lower =
-  the heatmap found what the model uses), normalised by the score on the intact image;
+- faithfulness: area under the deletion curve, the referable score as the most-attributed pixels are blurred away
+  (lower = the heatmap found what the model uses; `intact_score` is the mean score before any deletion);
 - the model-randomisation sanity check (Adebayo et al. 2018): mean Spearman rank correlation between the absolute
   heatmaps of the trained model and of the same network with all its weights re-drawn (near 0 = the heatmap depends
   on what was learnt; near 1 = it would look the same for any weights; NaN = the randomised network's heatmaps are
@@ -75,7 +75,7 @@ def compare(model, x, gt, types, name):
     "One row per method: localisation, deletion AUC, sanity check, seconds per image."
     rows, maps = [], {}
     score = lambda out: referable_score(out)
-    with torch.no_grad(): intact = score(model(x)).clamp_min(1e-6)
+    with torch.no_grad(): intact = float(score(model(x)).mean())
     for m in METHODS:
         kw = dict(n_steps=32) if m == 'integrated_gradients' else {}
         fn = lambda mod, imgs: attribute(mod, imgs, m, target='referable', batch_size=8, **kw).cpu()
@@ -84,9 +84,9 @@ def compare(model, x, gt, types, name):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', MetricWarning)
             loc = evaluate_heatmaps(h, gt, types=types)
-        dele = deletion_curve(model, x, h, target=score, steps=16, bs=16)/intact.numpy()[:, None]
+        dele = deletion_curve(model, x, h, target=score, steps=16, bs=16)
         sane = sanity_check(fn, model, x, mode='full')
-        rows.append(dict(dataset=name, method=m, n_images=len(x), **loc, deletion_auc=float(np.mean(curve_auc(dele))),
+        rows.append(dict(dataset=name, method=m, n_images=len(x), **loc, deletion_auc=float(np.mean(curve_auc(dele))), intact_score=intact,
                          sanity_spearman=float(sane.spearman_abs.iloc[0]), seconds_per_image=round(secs, 3)))
         print(name, rows[-1], flush=True)
     return pd.DataFrame(rows), maps
