@@ -1,6 +1,7 @@
 """CLPI's long runs (issue 6): label noise, grading alone vs CLPI, real idrid_boxes photographs, and the notebook's demo.
 
     python nbs/results/clpi/run_experiments.py noise [--smoke] [--preset bench] [--size 256] [--epochs 8] [--seeds 0,1,2]
+                                                     [--arch tf_efficientnet_lite0 --pretrained --max-train 300]
     python nbs/results/clpi/run_experiments.py ablation [--preset bench] [--size 256] [--epochs 8] [--seeds 0,1,2]
     python nbs/results/clpi/run_experiments.py idrid [--size 256] [--epochs 8] [--seeds 0,1,2]
     python nbs/results/clpi/run_experiments.py demo
@@ -53,10 +54,11 @@ def flip_grades(G, frac, seed, n=5):
     return g
 
 def train_eval(X, G, P, split, method='clpi', lam=1., loss='ce', noise=0., seed=0, epochs=8, lr=2e-3, bs=8,
-               arch='resnet18', pretrain=0, n_grades=5, types=LESION_TYPES):
-    "Train on split 'train' (+ noisy grades), early validation on 'valid', test on 'test': metrics dict."
+               arch='resnet18', pretrain=0, n_grades=5, types=LESION_TYPES, pretrained=False, max_train=0):
+    "Train on split 'train' (the first `max_train` of a seeded shuffle if > 0; + noisy grades), validate on 'valid', test on 'test': metrics dict."
     seed_everything(seed)
     tr, va, te = (np.where(split == s)[0] for s in ('train', 'valid', 'test'))
+    if max_train: tr = np.sort(np.random.default_rng(seed).permutation(tr)[:max_train])
     if not len(te): te = va
     Gn = G.clone(); Gn[tr] = flip_grades(G[tr], noise, seed, n_grades)
     idx = np.concatenate([tr, va])
@@ -66,10 +68,10 @@ def train_eval(X, G, P, split, method='clpi', lam=1., loss='ce', noise=0., seed=
     test = tensor_dls(X[te], G[te], None if grids is None else P[te], valid_idx=range(len(te)), bs=bs).valid
     t0 = time.time()
     if method == 'clpi':
-        learn = clpi_learner(dls, arch, lam=lam, loss=loss, metrics=[])
+        learn = clpi_learner(dls, arch, pretrained=pretrained, lam=lam, loss=loss, metrics=[])
         with learn.no_bar(), learn.no_logging(): fit_clpi(learn, epochs, lr, pretrain=pretrain)
     else:
-        learn = backbone_learner(dls, arch, n_out=n_grades, loss_func=CrossEntropyLossFlat())
+        learn = backbone_learner(dls, arch, pretrained=pretrained, n_out=n_grades, loss_func=CrossEntropyLossFlat())
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
     p, y = learn.get_preds(dl=test) if method != 'clpi' else grade_probs(learn, test)
     p = torch.softmax(p, 1) if p.min() < 0 or not torch.allclose(p.sum(1), torch.ones(len(p)), atol=1e-3) else p
@@ -84,15 +86,16 @@ def train_eval(X, G, P, split, method='clpi', lam=1., loss='ce', noise=0., seed=
 def noise(a):
     csv = HERE/'noise.csv'
     X, G, P, split = load(a.preset, a.size)
-    key = ('preset', 'size', 'epochs', 'noise', 'loss', 'lam', 'seed', 'smoke')
+    key = ('preset', 'size', 'epochs', 'noise', 'loss', 'lam', 'seed', 'smoke', 'arch', 'pretrained', 'max_train')
     done = _done(csv, key)
     for s in a.seeds:
         for nz in a.noise:
             for loss in ('ce', 'nl'):
                 for lam in (0., 1.):
-                    row = dict(preset=a.preset, size=a.size, epochs=a.epochs, noise=nz, loss=loss, lam=lam, seed=s, smoke=int(a.smoke))
+                    row = dict(preset=a.preset, size=a.size, epochs=a.epochs, noise=nz, loss=loss, lam=lam, seed=s, smoke=int(a.smoke),
+                               arch=a.arch, pretrained=a.pretrained, max_train=a.max_train)
                     if tuple(str(row[k]) for k in key) in done: continue
-                    m, _ = train_eval(X, G, P, split, 'clpi', lam, loss, nz, s, a.epochs)
+                    m, _ = train_eval(X, G, P, split, 'clpi', lam, loss, nz, s, a.epochs, arch=a.arch, pretrained=a.pretrained, max_train=a.max_train)
                     _append(csv, {**row, **m})
 
 def ablation(a):
@@ -150,6 +153,9 @@ if __name__ == '__main__':
     ap.add_argument('--preset', default='bench'); ap.add_argument('--size', type=int, default=256)
     ap.add_argument('--epochs', type=int, default=None); ap.add_argument('--seeds', default='0,1,2')
     ap.add_argument('--noise', default='0,0.1,0.2,0.4'); ap.add_argument('--threads', type=int, default=None)
+    ap.add_argument('--arch', default='resnet18', help='grading backbone (noise runs)')
+    ap.add_argument('--pretrained', action='store_true', help='ImageNet weights for the grading backbone (noise runs)')
+    ap.add_argument('--max-train', type=int, default=0, help='train on this many training images (0: all; noise runs)')
     ap.add_argument('--smoke', action='store_true', help='tiny preset, 64 px, 1 epoch, seed 0, noise 0 and 0.4')
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
