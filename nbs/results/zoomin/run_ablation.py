@@ -7,6 +7,8 @@ evaluated on the test split after each stage, so one run gives the three rows of
 Run from the repository root (hours on a 2-core CPU; minutes on a GPU):
     python nbs/results/zoomin/run_ablation.py                 # bench preset, seeds 0 1 2, + idrid_boxes
     python nbs/results/zoomin/run_ablation.py --quick         # smoke test: tiny preset, 128 px, 1 seed, no idrid
+    python nbs/results/zoomin/run_ablation.py --arch tf_efficientnet_lite0 --pretrained --size 128 --max-train 300 \
+        --epochs 4 2 3 --no-idrid                             # the CPU budget (about ten minutes a seed)
 Writes, next to this file: ablation_runs.csv (one row per seed and model), ablation_summary.csv (mean, std),
 localisation.csv (coverage of lesions by the top-k boxes), ablation_config.json.
 """
@@ -41,9 +43,12 @@ def run_synthetic(a, seed):
     df = synthetic_dataset(a.preset)
     df = df[df.grade.notna()]
     test = df[df.split == 'test'].reset_index(drop=True)
+    if a.max_train:   # the first `max_train` training images of a seeded shuffle; valid and test stay whole
+        tr = df.index[df.split == 'train']
+        df = df.drop(np.random.default_rng(seed).permutation(tr)[a.max_train:])
     seed_everything(seed)
     dls = fundus_dataloaders(df, **zoomin_data(a.size, a.zoom), bs=a.bs, num_workers=a.workers)
-    learn = zoomin_learner(dls, a.arch)
+    learn = zoomin_learner(dls, a.arch, pretrained=a.pretrained)
     rows, y = [], test.grade.astype(int).to_numpy()
     for stage, ep in zip('MAC', a.epochs):
         t0 = time.time()
@@ -63,7 +68,7 @@ def run_idrid(a, seed):
     test = df[df.split == 'test'].reset_index(drop=True)
     seed_everything(seed)
     dls = fundus_dataloaders(df, **zoomin_data(a.size, a.zoom), bs=a.bs, num_workers=a.workers, square='eye')
-    learn = zoomin_learner(dls, a.arch, n_out=2)
+    learn = zoomin_learner(dls, a.arch, n_out=2, pretrained=a.pretrained)
     for stage, ep in zip('MAC', a.idrid_epochs):
         with learn.no_bar(): fit_zoomin(learn, ep, lr=a.lr, stages=(stage,))
     p = test_probs(learn, dls, test)
@@ -80,6 +85,8 @@ def main():
     ap.add_argument('--lr', type=float, default=1e-3); ap.add_argument('--workers', type=int, default=2)
     ap.add_argument('--epochs', type=float, nargs=3, default=[20, 5, 10], metavar=('M', 'A', 'C'))
     ap.add_argument('--idrid-epochs', type=float, nargs=3, default=[20, 5, 10], metavar=('M', 'A', 'C'))
+    ap.add_argument('--pretrained', action='store_true', help='ImageNet weights for M-Net and C-Net (shipped for tf_efficientnet_lite0/1/2)')
+    ap.add_argument('--max-train', type=int, default=0, help='train on this many synthetic training images (0: all)')
     ap.add_argument('--no-idrid', action='store_true'); ap.add_argument('--quick', action='store_true')
     ap.add_argument('--out', type=Path, default=HERE)
     a = ap.parse_args()
@@ -94,7 +101,7 @@ def main():
     runs = pd.DataFrame(runs)
     summ = runs.groupby(['stage', 'model'], sort=False)[['kappa', 'referable_auc', 'abnormal_auc']].agg(['mean', 'std'])
     summ.columns = [f'{m}_{s}' for m, s in summ.columns]
-    summ.reset_index().assign(seeds=len(a.seeds), preset=a.preset, size=a.size, zoom=a.zoom).to_csv(a.out/'ablation_summary.csv', index=False)
+    summ.reset_index().assign(seeds=len(a.seeds), preset=a.preset, size=a.size, zoom=a.zoom, arch=a.arch, pretrained=a.pretrained, max_train=a.max_train, epochs=' '.join(map(str, a.epochs))).to_csv(a.out/'ablation_summary.csv', index=False)
     print(summ.round(3).to_string())
     if not a.no_idrid:
         for s in a.seeds:
