@@ -12,12 +12,12 @@ from .core import GRADES, LESION_TYPES, MASK_TYPES, LESION_NAMES, RECORD_COLUMNS
 
 # %% auto #0
 __all__ = ['EYEPACS_FREQS', 'NUISANCES', 'CAMERAS', 'MACULA_UV', 'DISC_UV', 'QUADRANTS', 'ABSORB', 'GAIN', 'LESION_COLOURS',
-           'SYNTH_EXTRA_COLUMNS', 'LAYOUTS', 'IDRID_SETS', 'IDRID_MASK_DIRS', 'IDRID_LABEL_CSV', 'YOLO_CLASSES',
-           'YOLO_CLASS_OF', 'SYNTH_VERSION', 'BENCH_FREQS', 'SYNTH_PRESETS', 'SynthConfig', 'EyeFrame', 'vessel_tree',
-           'quadrant_of', 'icdr_grade', 'plan_lesions', 'lesion_summary', 'dme_risk', 'mask_boxes', 'draw_nuisances',
-           'SynthFundus', 'synth_fundus', 'lesion_overlay', 'lesion_contrast', 'downsample', 'isolated_lesions',
-           'split_sizes', 'split_indices', 'synth_images', 'make_synthetic', 'read_synthetic', 'write_layout',
-           'synthetic_dataset', 'bench_dataset']
+           'LESION_COLOUR_NAMES', 'SYNTH_EXTRA_COLUMNS', 'LAYOUTS', 'IDRID_SETS', 'IDRID_MASK_DIRS', 'IDRID_LABEL_CSV',
+           'YOLO_CLASSES', 'YOLO_CLASS_OF', 'SYNTH_VERSION', 'BENCH_FREQS', 'SYNTH_PRESETS', 'SynthConfig', 'EyeFrame',
+           'vessel_tree', 'quadrant_of', 'icdr_grade', 'plan_lesions', 'lesion_summary', 'dme_risk', 'mask_boxes',
+           'draw_nuisances', 'SynthFundus', 'synth_fundus', 'lesion_overlay', 'lesion_contrast', 'downsample',
+           'isolated_lesions', 'split_sizes', 'split_indices', 'synth_images', 'make_synthetic', 'read_synthetic',
+           'write_layout', 'synthetic_dataset', 'bench_dataset']
 
 # %% ../nbs/01_synth.ipynb #9111db47
 EYEPACS_FREQS = (0.73, 0.07, 0.15, 0.025, 0.025)
@@ -529,6 +529,8 @@ def synth_fundus(seed:int, # dataset seed
 # %% ../nbs/01_synth.ipynb #53aa254d
 LESION_COLOURS = dict(MA=(0, 229, 255), HE=(118, 255, 3), EX=(255, 255, 255), SE=(255, 64, 129), OD=(255, 214, 0))
 "RGB outline colour of each type in figures."
+LESION_COLOUR_NAMES = dict(MA='cyan', HE='green', EX='white', SE='pink', OD='yellow')
+"The colours of `LESION_COLOURS` in words, for figure titles and captions."
 
 def lesion_overlay(image:np.ndarray, # RGB uint8
                    masks:dict|None=None, # bool mask per type
