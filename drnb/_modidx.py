@@ -123,6 +123,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'drnb.data.formats.image_size': ('data.formats.html#image_size', 'drnb/data/formats.py'),
                                    'drnb.data.formats.index_images': ('data.formats.html#index_images', 'drnb/data/formats.py'),
                                    'drnb.data.formats.is_image_file': ('data.formats.html#is_image_file', 'drnb/data/formats.py'),
+                                   'drnb.data.formats.limit_train': ('data.formats.html#limit_train', 'drnb/data/formats.py'),
                                    'drnb.data.formats.parse_grade': ('data.formats.html#parse_grade', 'drnb/data/formats.py'),
                                    'drnb.data.formats.parse_xml': ('data.formats.html#parse_xml', 'drnb/data/formats.py'),
                                    'drnb.data.formats.rasterise_region': ('data.formats.html#rasterise_region', 'drnb/data/formats.py'),

@@ -19,7 +19,7 @@ __all__ = ['IMAGE_EXTS', 'MESSIDOR_COLUMNS', 'IDRID_SPLITS', 'IDRID_MASK_FOLDERS
            'read_messidor', 'read_messidor2', 'read_idrid_segmentation', 'read_idrid_grading', 'read_idrid',
            'read_ddr_grading', 'read_voc_boxes', 'parse_xml', 'read_ddr_lesions', 'read_ddr', 'read_diaretdb1_xml',
            'rasterise_region', 'expert_masks', 'consensus_masks', 'read_diaretdb1', 'read_eophtha', 'yolo_to_boxes',
-           'read_yolo', 'split_by_seed', 'read_idrid_boxes', 'detect_layout', 'read_dataset']
+           'read_yolo', 'split_by_seed', 'read_idrid_boxes', 'limit_train', 'detect_layout', 'read_dataset']
 
 # %% ../../nbs/02_data.formats.ipynb #392e6ffe
 class DatasetError(ValueError):
@@ -637,6 +637,20 @@ def read_idrid_boxes(path:Path|None=None, # the idrid_boxes folder (default: `id
     df['lesions_annotated'] = df.boxes.map(lambda bs: any(b[0] in ('EX','HE') for b in bs))
     df['split'] = split_by_seed(df.image.map(lambda p: Path(p).stem).tolist(), df.lesions_annotated.tolist(), valid_pct, test_pct, seed)
     return df
+
+# %% ../../nbs/02_data.formats.ipynb #e223a132
+def limit_train(records:pd.DataFrame, # a record table with a `split` column
+                n:int|None, # keep at most this many rows of split 'train' (0 or None: all)
+                seed:int|None=None, # None: the first `n` in table order; an int: `n` drawn by a shuffle with this seed
+               )->pd.DataFrame:
+    "`records` with at most `n` of its 'train' rows (table order kept), every other split whole."
+    if not n: return records
+    if n < 0: raise ValueError(f"limit_train: n must be >= 0, got {n}")
+    if 'split' not in records: raise ValueError(f"limit_train: the record table has no 'split' column (columns: {list(records.columns)})")
+    tr = np.flatnonzero((records['split'] == 'train').to_numpy())
+    keep = tr[:n] if seed is None else np.random.default_rng(seed).permutation(tr)[:n]
+    drop = np.setdiff1d(tr, keep)
+    return records.iloc[np.setdiff1d(np.arange(len(records)), drop)]
 
 # %% ../../nbs/02_data.formats.ipynb #01089364
 def _has(p, *names): return any((p/n).exists() for n in names)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 warnings.filterwarnings('ignore')
 from drnb.core import seed_everything, LESION_TYPES
+from drnb.data.formats import limit_train
 from drnb.metrics import quadratic_kappa, referable_auc, roc_auc
 from fastai.losses import CrossEntropyLossFlat
 from drnb.models.backbones import backbone_learner
@@ -58,7 +59,7 @@ def train_eval(X, G, P, split, method='clpi', lam=1., loss='ce', noise=0., seed=
     "Train on split 'train' (the first `max_train` of a seeded shuffle if > 0; + noisy grades), validate on 'valid', test on 'test': metrics dict."
     seed_everything(seed)
     tr, va, te = (np.where(split == s)[0] for s in ('train', 'valid', 'test'))
-    if max_train: tr = np.sort(np.random.default_rng(seed).permutation(tr)[:max_train])
+    if max_train: tr = limit_train(pd.DataFrame(dict(split=split)), max_train, seed).query("split == 'train'").index.to_numpy()
     if not len(te): te = va
     Gn = G.clone(); Gn[tr] = flip_grades(G[tr], noise, seed, n_grades)
     idx = np.concatenate([tr, va])

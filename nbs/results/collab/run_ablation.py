@@ -35,15 +35,19 @@ def parse():
     p.add_argument('--fractions', type=float, nargs='+', default=[0.02, 0.05, 0.2])
     p.add_argument('--epochs', type=int, default=10, help='passes over the training images per variant, all phases together')
     p.add_argument('--arch', default='resnet18'); p.add_argument('--bs', type=int, default=16)
+    p.add_argument('--pretrained', action='store_true', help="ImageNet weights for the grader's backbone (tf_efficientnet_lite0/1/2 ship offline)")
+    p.add_argument('--max-train', type=int, default=0, help='train on this many synthetic training images, drawn with the seed (0: all)')
+    p.add_argument('--seg-steps', type=int, default=0, help="phase 1: this many of G's gradient steps at every mask fraction (0: the epochs share of `phase_epochs`)")
     p.add_argument('--lr', type=float, default=2e-3); p.add_argument('--eval-n', type=int, default=300)
     p.add_argument('--n-grade', type=int, default=1, help='grader steps per G/D cycle in (c), (d); 0 freezes the grader there (kappa = b)')
     p.add_argument('--device', default=None); p.add_argument('--no-idrid', action='store_true')
     p.add_argument('--idrid-size', type=int, default=256); p.add_argument('--idrid-epochs', type=int, default=30)
+    p.add_argument('--out', default=None, help='folder for the results (default: beside this script)')
     a = p.parse_args()
     if a.smoke:
         a.preset, a.size, a.seeds, a.fractions, a.epochs, a.bs, a.eval_n = 'tiny', 64, [0], [0.1], 1, 8, 12
         a.idrid_size, a.idrid_epochs = 64, 1
-    a.out = HERE/'smoke' if a.smoke else HERE
+    a.out = Path(a.out) if a.out else HERE/'smoke' if a.smoke else HERE
     return a
 
 def test_loader(dls, recs, args):
@@ -62,8 +66,9 @@ def evaluate(learn, dl):
 def run_synthetic(args):
     from drnb.core import seed_everything
     from drnb.synth import synthetic_dataset
+    from drnb.data.formats import limit_train
     from drnb.models.collab import collab_dataloaders, collab_learner, fit_collab, phase_epochs, labelled_indices
-    recs = synthetic_dataset(args.preset)
+    all_recs = synthetic_dataset(args.preset)
     f = args.out/'ablation.csv'
     done = pd.read_csv(f) if f.exists() else pd.DataFrame(columns=['seed', 'mask_fraction', 'variant'])
     rows = done.to_dict('records')
@@ -71,28 +76,30 @@ def run_synthetic(args):
         for seed in args.seeds:
             todo = [v for v in VARIANTS if not ((done.seed == seed) & np.isclose(done.mask_fraction.astype(float), frac) & (done.variant == v)).any()]
             if not todo: continue
+            recs = limit_train(all_recs, args.max_train, seed)
             seed_everything(seed)
             dls = collab_dataloaders(recs, args.size, frac, args.bs, seed=seed, device=args.device)
             dl_test = test_loader(dls, recs, args)
             n, nl = len(dls.train_ds), len(labelled_indices(dls.train_ds))
             ep = phase_epochs(n, nl, args.epochs)
+            if args.seg_steps: ep['seg'] = int(np.ceil(args.seg_steps / np.ceil(nl / args.bs)))
             t0 = time.time()
-            base = collab_learner(dls, args.arch)
+            base = collab_learner(dls, args.arch, args.pretrained)
             fit_collab(base, args.epochs, args.lr, phases=('seg',), epochs_per_phase=ep)
             g_state = copy.deepcopy(base.model.seg.state_dict())
             def record(v, learn, secs):
                 r = dict(seed=seed, mask_fraction=frac, variant=v, description=VARIANTS[v], n_train=n, n_masked=nl, size=args.size,
-                         arch=args.arch, epochs=args.epochs, seconds=round(secs, 1), **evaluate(learn, dl_test))
+                         arch=args.arch, pretrained=args.pretrained, max_train=args.max_train, epochs=args.epochs, seg_epochs=ep['seg'], seconds=round(secs, 1), **evaluate(learn, dl_test))
                 rows.append(r); pd.DataFrame(rows).to_csv(f, index=False)
                 print(json.dumps({k: (round(x, 3) if isinstance(x, float) else x) for k, x in r.items() if k != 'description'}))
             # (a) grader without attention on phase 1's G
             seed_everything(seed)
-            la = collab_learner(dls, args.arch, attention=False); la.model.seg.load_state_dict(g_state)
+            la = collab_learner(dls, args.arch, args.pretrained, attention=False); la.model.seg.load_state_dict(g_state)
             t = time.time(); fit_collab(la, args.epochs, args.lr, phases=('grade',), epochs_per_phase=ep)
             if 'a' in todo: record('a', la, time.time() - t + (t - t0))
             # (b) with attention
             seed_everything(seed)
-            lb = collab_learner(dls, args.arch); lb.model.seg.load_state_dict(g_state)
+            lb = collab_learner(dls, args.arch, args.pretrained); lb.model.seg.load_state_dict(g_state)
             t = time.time(); fit_collab(lb, args.epochs, args.lr, phases=('grade',), epochs_per_phase=ep)
             if 'b' in todo: record('b', lb, time.time() - t)
             b_state = copy.deepcopy(lb.model.state_dict())
@@ -100,7 +107,7 @@ def run_synthetic(args):
             for v, adv in (('c', False), ('d', True)):
                 if v not in todo: continue
                 seed_everything(seed)
-                lv = collab_learner(dls, args.arch); lv.model.load_state_dict(b_state)
+                lv = collab_learner(dls, args.arch, args.pretrained); lv.model.load_state_dict(b_state)
                 t = time.time(); fit_collab(lv, args.epochs, args.lr, phases=('collab',), adversarial=adv, n_grade=args.n_grade, epochs_per_phase=ep)
                 record(v, lv, time.time() - t)
     df = pd.DataFrame(rows)

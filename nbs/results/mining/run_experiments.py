@@ -35,6 +35,8 @@ def parse(argv=None):
     p.add_argument('--preset', default='bench', help='synthetic preset (drnb.synth.SYNTH_PRESETS)')
     p.add_argument('--arch', default='o_O', help='registered backbone of the base net')
     p.add_argument('--size', type=int, default=448, help='view side in pixels (the paper: 448)')
+    p.add_argument('--pretrained', action='store_true', help='ImageNet weights for the body (tf_efficientnet_lite0/1/2 ship offline): 1 epoch with the body frozen, then all of it')
+    p.add_argument('--max-train', type=int, default=0, help='train on this many synthetic training images, drawn with the seed (0: all)')
     p.add_argument('--epochs', type=int, default=20)
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--bs', type=int, default=16)
@@ -79,6 +81,7 @@ def append(rows, f):
 def done(f, **key):
     if not f.exists(): return False
     d = pd.read_csv(f)
+    if not set(key) <= set(d.columns): return False
     return bool(((d[list(key)] == pd.Series(key)).all(axis=1)).any())
 
 def lesion_rows(model, t, idx, types, a, **key):
@@ -95,23 +98,29 @@ def lesion_rows(model, t, idx, types, a, **key):
 
 def train(dls, seed, lam, a):
     seed_everything(seed)
-    learn = mining_learner(dls, a.arch, lam=lam, rule=a.rule, start=a.start)
+    learn = mining_learner(dls, a.arch, a.pretrained, lam=lam, rule=a.rule, start=a.start)
     t0 = time.time()
-    with learn.no_bar(), learn.no_logging(): fit_mining(learn, a.epochs, a.lr)
+    with learn.no_bar(), learn.no_logging():
+        if a.pretrained:                      # the head first, on the frozen body; then everything
+            fit_mining(learn, 1, a.lr); learn.unfreeze()
+        fit_mining(learn, a.epochs - bool(a.pretrained), a.lr)
     return learn, time.time() - t0
 
 def run_synthetic(a):
     from drnb.synth import synthetic_dataset
     from drnb.data.block import fundus_dataloaders
-    df = synthetic_dataset(a.preset)
-    dls = fundus_dataloaders(df, **mining_data(size=a.size), bs=a.bs, num_workers=a.workers, seed=0)
+    from drnb.data.formats import limit_train
+    all_df = synthetic_dataset(a.preset)
+    df = all_df
     t = fundus_tensors(df[df.split == 'test'], a.size)
     idx = pick_images(t['masks'], a.n_heat)
     gf, lf = a.out/'grading.csv', a.out/'lesions.csv'
     for seed in a.seeds:
         for lam in (0., a.lam):
             key = dict(preset=a.preset, arch=a.arch, size=a.size, epochs=a.epochs, seed=seed, lam=lam)
+            if a.pretrained or a.max_train: key.update(pretrained=a.pretrained, max_train=a.max_train)
             if done(gf, **key): print('skip', key); continue
+            dls = fundus_dataloaders(limit_train(all_df, a.max_train, seed), **mining_data(size=a.size), bs=a.bs, num_workers=a.workers, seed=0)
             learn, secs = train(dls, seed, lam, a)
             y = predict(learn.model, t['x'], a.bs)
             with warnings.catch_warnings():
@@ -135,6 +144,7 @@ def run_idrid(a):
     for seed in a.seeds:
         for lam in (0., a.lam):
             key = dict(dataset='idrid_boxes', arch=a.arch, size=a.size, epochs=a.epochs, seed=seed, lam=lam)
+            if a.pretrained: key.update(pretrained=a.pretrained)
             if done(gf, **key): print('skip', key); continue
             learn, secs = train(dls, seed, lam, a)
             y = predict(learn.model, t['x'], a.bs)

@@ -19,6 +19,7 @@ from drnb.core import seed_everything
 from drnb.metrics import grading_metrics, roc_auc
 from drnb.synth import synthetic_dataset
 from drnb.data.block import fundus_dataloaders
+from drnb.data.formats import limit_train
 from drnb.models.zoomin import zoomin_learner, fit_zoomin, zoomin_data, zoom_coverage, lesion_views
 
 HERE = Path(__file__).parent
@@ -43,9 +44,7 @@ def run_synthetic(a, seed):
     df = synthetic_dataset(a.preset)
     df = df[df.grade.notna()]
     test = df[df.split == 'test'].reset_index(drop=True)
-    if a.max_train:   # the first `max_train` training images of a seeded shuffle; valid and test stay whole
-        tr = df.index[df.split == 'train']
-        df = df.drop(np.random.default_rng(seed).permutation(tr)[a.max_train:])
+    df = limit_train(df, a.max_train, seed)    # `max_train` training images drawn with the run's seed; valid and test stay whole
     seed_everything(seed)
     dls = fundus_dataloaders(df, **zoomin_data(a.size, a.zoom), bs=a.bs, num_workers=a.workers)
     learn = zoomin_learner(dls, a.arch, pretrained=a.pretrained)
