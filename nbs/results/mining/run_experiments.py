@@ -110,8 +110,7 @@ def run_synthetic(a):
     from drnb.synth import synthetic_dataset
     from drnb.data.block import fundus_dataloaders
     from drnb.data.formats import limit_train
-    all_df = synthetic_dataset(a.preset)
-    df = all_df
+    df = synthetic_dataset(a.preset)
     t = fundus_tensors(df[df.split == 'test'], a.size)
     idx = pick_images(t['masks'], a.n_heat)
     gf, lf = a.out/'grading.csv', a.out/'lesions.csv'
@@ -120,7 +119,7 @@ def run_synthetic(a):
             key = dict(preset=a.preset, arch=a.arch, size=a.size, epochs=a.epochs, seed=seed, lam=lam)
             if a.pretrained or a.max_train: key.update(pretrained=a.pretrained, max_train=a.max_train)
             if done(gf, **key): print('skip', key); continue
-            dls = fundus_dataloaders(limit_train(all_df, a.max_train, seed), **mining_data(size=a.size), bs=a.bs, num_workers=a.workers, seed=0)
+            dls = fundus_dataloaders(limit_train(df, a.max_train, seed), **mining_data(size=a.size), bs=a.bs, num_workers=a.workers, seed=0)
             learn, secs = train(dls, seed, lam, a)
             y = predict(learn.model, t['x'], a.bs)
             with warnings.catch_warnings():
