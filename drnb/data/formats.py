@@ -647,10 +647,11 @@ def limit_train(records:pd.DataFrame, # a record table with a `split` column
     if not n: return records
     if n < 0: raise ValueError(f"limit_train: n must be >= 0, got {n}")
     if 'split' not in records: raise ValueError(f"limit_train: the record table has no 'split' column (columns: {list(records.columns)})")
-    tr = np.flatnonzero((records['split'] == 'train').to_numpy())
-    keep = tr[:n] if seed is None else np.random.default_rng(seed).permutation(tr)[:n]
-    drop = np.setdiff1d(tr, keep)
-    return records.iloc[np.setdiff1d(np.arange(len(records)), drop)]
+    is_train = (records['split'] == 'train').to_numpy()
+    tr = np.flatnonzero(is_train)
+    keep = ~is_train
+    keep[tr[:n] if seed is None else np.random.default_rng(seed).permutation(tr)[:n]] = True
+    return records[keep]
 
 # %% ../../nbs/02_data.formats.ipynb #01089364
 def _has(p, *names): return any((p/n).exists() for n in names)
