@@ -14,8 +14,8 @@ from .core import get_settings, runs_path
 __all__ = ['CHECKS', 'METHODS', 'TRAIN_DEFAULTS', 'TEMPLATE', 'ExperimentError', 'template_params', 'check', 'check_params',
            'register_method', 'method_factory', 'resolve_dataset', 'run_name', 'run_status', 'run_experiment',
            'result_row', 'grid_runs', 'collect_results', 'sweep', 'EpochCheckpoint', 'fit_resumable', 'leaderboard',
-           'mean_std_cell', 'leaderboard_markdown', 'plot_leaderboard', 'compare_methods', 'baseline_learner', 'train',
-           'available_methods', 'demo']
+           'mean_std', 'mean_std_cell', 'leaderboard_markdown', 'plot_leaderboard', 'compare_methods',
+           'baseline_learner', 'train', 'available_methods', 'demo']
 
 # %% ../nbs/30_experiment.ipynb #ab7a8ada
 class ExperimentError(ValueError):
@@ -275,6 +275,14 @@ def leaderboard(results:pd.DataFrame|str|Path, # a results table or its CSV
     g = df.groupby(by)[metrics].agg(['mean', 'std', 'count'])
     g.columns = [f'{m}_{s}' for m,s in g.columns]
     return g.sort_values(f'{metrics[0]}_mean', ascending=False).reset_index()
+
+def mean_std(values, # per-seed values of one metric (what `groupby(...).agg` passes: a Series)
+             digits:int=3, # decimals shown
+            )->str:
+    "`mean ± std` of `values` (the mean alone for one value, – for none): an aggregator for `groupby(...).agg`."
+    v = pd.Series(values, dtype=float).dropna()
+    if v.empty: return "–"
+    return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std():.{digits}f}"
 
 def mean_std_cell(row, # a leaderboard row
                   metric:str, # a metric of the leaderboard

@@ -6,7 +6,7 @@ from fastai.data.load import DataLoader
 from fastai.callback.core import Callback, CancelFitException
 from drnb.core import seed_everything
 from drnb.models.zoomin import (spatial_softmax, ANet, attention_peaks, peak_boxes, crop_twin, ZoomInNet, ZoomInLoss,
-                                ZoomStaging, STAGES, STAGE_PARTS, zoomin_learner, fit_zoomin, zoom_boxes, zoom_attention,
+                                ZoomStaging, STAGES, STAGE_PARTS, zoomin_learner, fit_zoomin, zoom_boxes, zoom_attention, attention_boxes,
                                 zoom_coverage, grade_probs, zoomin_data)
 
 SIZE, TWIN = 64, 128
@@ -74,7 +74,29 @@ def test_shapes_through_each_part(arch):
     assert ((o['boxes'][..., 2] - o['boxes'][..., 0]) == TWIN//4).all()
     assert torch.equal(o['logits'], o['c'])
     net.set_stage('M'); assert torch.equal(net(x)['logits'], net(x)['m'])
-    net.set_stage('A'); o = net(x); assert torch.allclose(o['logits'], (o['m'] + o['a'])/2)
+    net.set_stage('A'); o = net(x)
+    assert torch.equal(o['logits'], o['a']) and torch.allclose(o['a'], o['m'] + o['gated'].sum((2, 3)))
+
+def test_each_stage_starts_where_the_last_ended():
+    "residual (the default): A-Net's scores and the fusion head start at zero, so a = m and c = a before training; not so without."
+    x, tw = torch.randn(2, 3, SIZE, SIZE), torch.randn(2, 3, TWIN, TWIN)
+    o = ZoomInNet('resnet18', n_crops=2).eval()(x, tw)
+    assert torch.equal(o['a'], o['m']) and torch.equal(o['c'], o['a'])
+    plain = ZoomInNet('resnet18', n_crops=2, residual=False).eval()
+    o = plain(x, tw)
+    assert not torch.allclose(o['c'], o['m'])
+    o = plain.set_stage('A')(x)
+    assert torch.allclose(o['logits'], (o['m'] + o['gated'].sum((2, 3)))/2) and torch.allclose(o['a'], o['gated'].sum((2, 3)))
+
+def test_attention_on_a_finer_level():
+    "att_stride=16: A-Net's gates on the stride-16 map (twice as fine), M's grade from the final map; crops follow the finer peaks."
+    x, tw = torch.randn(2, 3, SIZE, SIZE), coord_twin(2, TWIN, TWIN)
+    net = ZoomInNet('resnet18', n_crops=2, crop_size=16, att_stride=16).eval()
+    o = net(x, tw)
+    assert o['gates'].shape == (2, 5, 4, 4) and o['f_att'].shape == (2, 256) and o['f'].shape == (2, 512)
+    r, c, _ = attention_peaks(o['attention'], 2, max(0, round(8/(TWIN/4))))
+    assert torch.equal(o['boxes'], peak_boxes(r, c, (4, 4), (TWIN, TWIN), 16))
+    with pytest.raises(ValueError, match='no level of stride 12'): ZoomInNet('resnet18', att_stride=12)
 
 # --- boxes and crops
 
@@ -122,6 +144,8 @@ def test_model_crops_come_from_the_twin_at_the_attention_peaks():
     # zoom_boxes reports the same boxes in image pixels
     zb = zoom_boxes(net, x, twin_size=(TWIN, TWIN))
     assert torch.allclose(zb*TWIN/SIZE, o['boxes'].float())
+    # attention_boxes places boxes on any map the same way (a random map gives the chance baseline)
+    assert torch.equal(attention_boxes(o['attention'], (SIZE, SIZE), (TWIN, TWIN), 32, 2), zb)
 
 # --- loss
 
@@ -149,7 +173,7 @@ class GradRecorder(Callback):
 def test_each_stage_trains_exactly_its_parameters(tdls):
     learn = zoomin_learner(tdls, n_crops=2)
     rec = GradRecorder()
-    with learn.no_bar(), learn.no_logging(): fit_zoomin(learn, 1, stages=STAGES, stage_epochs=(.25, .25, .25, .25), cbs=rec)   # one batch per stage
+    with learn.no_bar(), learn.no_logging(): fit_zoomin(learn, 2, stages=STAGES, stage_epochs=(.5, .5, .5, .5), cbs=rec)   # two batches per stage (zero-started parts pass gradients on from the second)
     parts = lambda s: {n for n, _ in learn.model.named_parameters() if n.split('.')[0] in STAGE_PARTS[s]}
     for s in STAGES:
         assert rec.any[s] == parts(s), s                     # exactly the stage's parameters have gradients

@@ -24,8 +24,9 @@ from ..interpret.evaluate import box_coverage
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_TERMS', 'STAGE_PARTS', 'STAGE_SHARE', 'spatial_softmax', 'fov_cells', 'ANet', 'attention_peaks',
            'peak_boxes', 'crop_twin', 'ZoomInNet', 'ZoomInLoss', 'LossTerm', 'ZoomCrop', 'ZoomStaging',
-           'zoomin_splitter', 'zoomin_learner', 'fit_zoomin', 'zoom_attention', 'zoom_boxes', 'boxes_heatmap',
-           'zoom_coverage', 'zoomin_attention', 'grade_probs', 'zoomin_data', 'lesion_views']
+           'zoomin_splitter', 'zoomin_learner', 'fit_zoomin', 'zoom_attention', 'zoom_boxes', 'attention_boxes',
+           'boxes_heatmap', 'zoom_coverage', 'zoomin_attention', 'grade_probs', 'zoomin_data', 'lesion_views',
+           'ablation_results']
 
 # %% ../../nbs/10_models.zoomin.ipynb #9f01d4e8
 def spatial_softmax(z:Tensor, # (N,C,h,w) gate logits
@@ -136,9 +137,11 @@ class ZoomInNet(nn.Module):
                  nms_radius:int|None=None, # NMS radius in map cells (default: half a crop)
                  eye_only:bool=True, # gates only on cells inside the eye (`fov_cells`), never on the black surround
                  stats:tuple|None=None, # (mean, std) the images were normalised with (default: ImageNet's), to find the eye
+                 residual:bool=True, # A and C add a zero-initialised correction to the previous stage's logits (False: A is averaged with M, C's head grades alone)
+                 att_stride:int|None=None, # stride of M-Net's level A-Net works on (None: the final map; e.g. 16 for a grid twice as fine)
                 ):
         super().__init__()
-        store_attr('n_out,n_crops,crop_size,zoom,nms_radius,eye_only')
+        store_attr('n_out,n_crops,crop_size,zoom,nms_radius,eye_only,residual,att_stride')
         for k, v in zip(('img_mean', 'img_std'), ifnone(stats, backbone_stats('resnet18'))):
             self.register_buffer(k, torch.tensor(v, dtype=torch.float32).view(3, 1, 1), persistent=False)
         self.arch,self.c_arch = arch,ifnone(c_arch, arch)
@@ -146,10 +149,13 @@ class ZoomInNet(nn.Module):
         self.m_out = nn.Identity()          # the feature map F: a hook point for Grad-CAM
         cm = self.m_body.channels
         self.m_head = nn.Sequential(nn.Dropout(p), nn.Linear(cm, n_out))
-        self.a_net = ANet(cm, n_out, gate_hidden)
+        ca = cm if att_stride is None else self.m_body.feature_info[self.m_body.level(att_stride)]['channels']
+        self.a_net = ANet(ca, n_out, gate_hidden)
         self.c_body = create_backbone(self.c_arch, pretrained=pretrained)
-        self.fuse = nn.Sequential(nn.Dropout(p), nn.Linear(2*cm + self.c_body.channels, n_out))
+        self.fuse = nn.Sequential(nn.Dropout(p), nn.Linear(cm + ca + self.c_body.channels, n_out))
         for m in (self.m_head, self.a_net, self.fuse): apply_init(m, nn.init.kaiming_normal_)
+        if residual:                        # each stage starts with the previous stage's grade
+            for l in (self.a_net.score, self.fuse[-1]): nn.init.zeros_(l.weight); nn.init.zeros_(l.bias)
         self.stage = 'joint'
 
     def get_extra_state(self): return dict(stage=self.stage)
@@ -174,13 +180,17 @@ def stage_modules(self:ZoomInNet, stage:str)->list:
 # %% ../../nbs/10_models.zoomin.ipynb #32b43d71
 @patch
 def glance(self:ZoomInNet, x:Tensor)->dict:
-    "M-Net and A-Net on the image: M logits `m`, A logits `a`, pooled features `f`, attention-pooled features `f_att`, gates and attention."
-    f = self.m_out(self.m_body(x))
+    "M-Net and A-Net on the image: M logits `m`, A logits `a` (M's plus A-Net's scores when `residual`), pooled features `f`, attention-pooled features `f_att`, gates and attention."
+    if self.att_stride is None: f = fa = self.m_out(self.m_body(x))
+    else:                                                                   # A-Net on a finer level of M-Net's pyramid
+        fs = self.m_body.features(x)
+        f,fa = self.m_out(fs[-1]),fs[self.m_body.level(self.att_stride)]
     fm = f.mean((2, 3))
-    eye = fov_cells(x, f.shape[-2:], self.img_mean, self.img_std) if self.eye_only else None
-    out = dict(m=self.m_head(fm), f=fm, **self.a_net(f, eye))
+    eye = fov_cells(x, fa.shape[-2:], self.img_mean, self.img_std) if self.eye_only else None
+    out = dict(m=self.m_head(fm), f=fm, **self.a_net(fa, eye))
+    if self.residual: out['a'] = out['m'] + out['a']                          # A-Net corrects M-Net's grade
     w = out['gates'][:, 1:].mean(1) if self.n_out > 1 else out['gates'][:, 0]  # where the abnormal classes look
-    out['f_att'] = (f*w[:, None]).sum((2, 3))
+    out['f_att'] = (fa*w[:, None]).sum((2, 3))
     out['attention'] = w
     out['image_size'] = tuple(x.shape[-2:])
     return out
@@ -195,14 +205,15 @@ def default_crop(self:ZoomInNet, twin_size:tuple)->int:
 def zoom_in(self:ZoomInNet, out:dict, # from `glance`
             twin:Tensor, # (N,C,H,W) high-resolution twin of the images
            )->dict:
-    "Boxes at the top attention peaks (NMS), crops of the twin there, C-Net on them, and the fused grade `c`."
+    "Boxes at the top attention peaks (NMS), crops of the twin there, C-Net on them, and the fused grade `c` (added to `a` when `residual`)."
     att = out['attention']; N,h,w = att.shape
     cs = self.default_crop(twin.shape[-2:])
     r = self.nms_radius if self.nms_radius is not None else max(0, round(cs/2/(twin.shape[-1]/w)))
     rows,cols,score = attention_peaks(att, self.n_crops, r)
     boxes = peak_boxes(rows, cols, (h, w), twin.shape[-2:], cs)
     fc = self.c_body(crop_twin(twin, boxes)).mean((2, 3)).view(N, self.n_crops, -1).amax(1)
-    out.update(c=self.fuse(torch.cat([out['f'], out['f_att'], fc], 1)), boxes=boxes, box_scores=score,
+    c = self.fuse(torch.cat([out['f'], out['f_att'], fc], 1))
+    out.update(c=out['a'] + c if self.residual else c, boxes=boxes, box_scores=score,
                twin_scale=twin.shape[-1]/out['image_size'][-1])
     return out
 
@@ -210,7 +221,8 @@ def zoom_in(self:ZoomInNet, out:dict, # from `glance`
 @patch
 def finish(self:ZoomInNet, out:dict)->dict:
     "Set `logits` (the current stage's grade scores) and `active` (the loss terms it trains)."
-    out['logits'] = out['c'] if 'c' in out else out['m'] if self.stage == 'M' else (out['m'] + out['a'])/2
+    out['logits'] = (out['c'] if 'c' in out else out['m'] if self.stage == 'M' else
+                     out['a'] if self.residual else (out['m'] + out['a'])/2)
     out['active'] = STAGE_TERMS[self.stage]
     return out
 
@@ -442,14 +454,23 @@ def zoom_boxes(learn, # a Zoom-in-Net `Learner` (or the `ZoomInNet`)
     "(N,k,4) boxes `[x0, y0, x1, y1]` in image pixels (floats) of the crops C-Net takes, best first."
     m,dev = _model_and_device(learn)
     x = torch.as_tensor(images).to(dev)
-    att = zoom_attention(m, x).to(dev)
     H,W = x.shape[-2:]
     ts = tuple(twin_size) if twin_size is not None else (round(H*m.zoom), round(W*m.zoom))
-    cs = m.default_crop(ts); h,w = att.shape[-2:]
-    r = m.nms_radius if m.nms_radius is not None else max(0, round(cs/2/(ts[1]/w)))
-    rows,cols,_ = attention_peaks(att, ifnone(k, m.n_crops), r)
-    b = peak_boxes(rows, cols, (h, w), ts, cs).float()
-    return (b*torch.tensor([W/ts[1], H/ts[0]]*2, device=dev)).cpu()
+    return attention_boxes(zoom_attention(m, x), (H, W), ts, m.default_crop(ts), ifnone(k, m.n_crops), m.nms_radius)
+
+def attention_boxes(att:Tensor, # (N,h,w) attention maps (a model's, or any map on the same grid, e.g. random for a baseline)
+                    image_size:tuple, # (H, W) of the images
+                    twin_size:tuple, # (H, W) of the twin the crops come from
+                    crop_size:int, # crop side in twin pixels
+                    k:int, # boxes per image
+                    nms_radius:int|None=None, # NMS radius in map cells (default: half a crop)
+                   )->Tensor:
+    "(N,k,4) boxes `[x0, y0, x1, y1]` in image pixels (floats) at the top-`k` peaks of `att`, placed as `ZoomInNet.zoom_in` places its crops."
+    (H,W),ts,(h,w) = image_size,tuple(twin_size),att.shape[-2:]
+    r = nms_radius if nms_radius is not None else max(0, round(crop_size/2/(ts[1]/w)))
+    rows,cols,_ = attention_peaks(att, k, r)
+    b = peak_boxes(rows, cols, (h, w), ts, crop_size).float()
+    return (b*torch.tensor([W/ts[1], H/ts[0]]*2, device=b.device)).cpu()
 
 # %% ../../nbs/10_models.zoomin.ipynb #152f0544
 def boxes_heatmap(boxes, # (N,k,4) boxes `[x0, y0, x1, y1]` from `zoom_boxes`, best first
@@ -529,3 +550,20 @@ def lesion_views(records:pd.DataFrame, # record table (`image`, `boxes`)
         xy,lab = view_boxes(r, tuple(types), square)
         gts.append([[types[l-1], *((b + 1)*size/2).tolist()] for b,l in zip(xy, lab)])
     return torch.stack(xs), gts
+
+# %% ../../nbs/10_models.zoomin.ipynb #da7d8e6f
+def ablation_results(folder, # where `nbs/results/zoomin/run_ablation.py` wrote ablation_runs.csv (and localisation.csv, ablation_config.json)
+                    )->dict:
+    "A run of the ablation: `settings`, `runs`, `summary` (mean ± std over seeds per model), `gain` (each stage minus M-Net, paired by seed), `coverage` of lesions by the top-k boxes and its `chance` floor."
+    import json
+    from drnb.experiment import mean_std
+    folder,mets = Path(folder),["kappa", "referable_auc", "abnormal_auc"]
+    runs = pd.read_csv(folder/"ablation_runs.csv")
+    cfg = folder/"ablation_config.json"
+    cover = lambda f: pd.read_csv(folder/f).groupby(["dataset", "k"]).coverage.agg(mean_std).unstack(0) if (folder/f).exists() else None
+    w = runs.pivot_table(index="seed", columns="stage", values=mets)
+    gain = lambda d: f"{d.mean():+.3f} ± {d.std():.3f} ({(d > 0).sum()}/{len(d)} up)"
+    return dict(settings=json.loads(cfg.read_text()) if cfg.exists() else {}, runs=runs,
+                summary=runs.groupby("model", sort=False)[mets].agg(mean_std),
+                gain=pd.DataFrame({f"{s} - M": {m: gain(w[m][s] - w[m]["M"]) for m in mets} for s in ("A", "C") if (mets[0], s) in w}).T,
+                coverage=cover("localisation.csv"), chance=cover("random_coverage.csv"))

@@ -158,6 +158,6 @@ def main(argv=None):
     print(f"device {get_device()}; writing to {a.out.name}/")
     if a.part in ('all', 'synthetic'): run_synthetic(a)
     if a.part in ('all', 'idrid'): run_idrid(a)
-    (a.out/'settings.json').write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != 'out'}, indent=1))
+    (a.out/f'settings_{a.part}.json').write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != 'out'}, indent=1))
 
 if __name__ == '__main__': main()

@@ -8,7 +8,11 @@ Run from the repository root (hours on a 2-core CPU; minutes on a GPU):
     python nbs/results/zoomin/run_ablation.py                 # bench preset, seeds 0 1 2, + idrid_boxes
     python nbs/results/zoomin/run_ablation.py --quick         # smoke test: tiny preset, 128 px, 1 seed, no idrid
     python nbs/results/zoomin/run_ablation.py --arch tf_efficientnet_lite0 --pretrained --size 128 --max-train 300 \
-        --epochs 4 2 3 --no-idrid                             # the CPU budget (about ten minutes a seed)
+        --epochs 4 2 3 --no-idrid --no-residual               # the first CPU run (about eight minutes a seed)
+    python nbs/results/zoomin/run_ablation.py --arch tf_efficientnet_lite0 --pretrained --size 128 --zoom 4 \
+        --max-train 300 --epochs 4 2 3 --no-idrid --out nbs/results/zoomin/residual   # residual stages, 512 px twin
+    ... the same with --att-stride 16 --out nbs/results/zoomin/residual_att16          # and an 8 x 8 attention grid
+    ... --random-only (with the run's --size --zoom --att-stride --out): the chance floor, random_coverage.csv
 Writes, next to this file: ablation_runs.csv (one row per seed and model), ablation_summary.csv (mean, std),
 localisation.csv (coverage of lesions by the top-k boxes), ablation_config.json.
 """
@@ -20,7 +24,9 @@ from drnb.metrics import grading_metrics, roc_auc
 from drnb.synth import synthetic_dataset
 from drnb.data.block import fundus_dataloaders
 from drnb.data.formats import limit_train
-from drnb.models.zoomin import zoomin_learner, fit_zoomin, zoomin_data, zoom_coverage, lesion_views
+from drnb.models.zoomin import zoomin_learner, fit_zoomin, zoomin_data, zoom_coverage, lesion_views, fov_cells, attention_boxes, boxes_heatmap
+from drnb.models.backbones import create_backbone, backbone_stats
+from drnb.interpret.evaluate import box_coverage
 
 HERE = Path(__file__).parent
 MODELS = dict(M='M-Net', A='M-Net + A-Net', C='Zoom-in-Net (M+A+C)')
@@ -40,6 +46,24 @@ def coverage_rows(learn, records, size, square, types, what, seed, ks=range(1, 9
     df = pd.concat(rows).groupby('k', as_index=False).sum()
     return df.assign(coverage=df.covered/df.lesions, dataset=what, seed=seed)
 
+def random_coverage(a, seeds, ks=range(1, 9)):
+    "The chance floor: coverage of the top-k boxes of a uniform random attention map on the model's grid, inside the eye."
+    df = synthetic_dataset(a.preset)
+    test = df[(df.split == 'test') & df.grade.notna()].reset_index(drop=True)
+    grid = a.size//(a.att_stride or create_backbone(a.arch).stride)
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in backbone_stats('resnet18'))
+    twin = (a.size*a.zoom,)*2
+    rows = []
+    for types, what in ((('MA', 'HE', 'EX', 'SE'), 'synthetic: all lesions'), (('MA',), 'synthetic: microaneurysms')):
+        x, gt = lesion_views(test, a.size, 'pad', types=types)
+        eye = fov_cells(x, (grid, grid), mean, std)[:, 0]
+        for seed in seeds:
+            att = torch.rand(len(x), grid, grid, generator=torch.Generator().manual_seed(seed))*eye
+            b = attention_boxes(att, (a.size, a.size), twin, twin[0]//4, max(ks))
+            cov = box_coverage(boxes_heatmap(b, (a.size, a.size)), gt, ks=tuple(ks), box_size=a.size//4, radius=0, types=types)
+            rows.append(cov[['k', 'covered', 'lesions', 'coverage']].assign(dataset=what, seed=seed, grid=grid))
+    return pd.concat(rows)
+
 def run_synthetic(a, seed):
     df = synthetic_dataset(a.preset)
     df = df[df.grade.notna()]
@@ -47,7 +71,7 @@ def run_synthetic(a, seed):
     df = limit_train(df, a.max_train, seed)    # `max_train` training images drawn with the run's seed; valid and test stay whole
     seed_everything(seed)
     dls = fundus_dataloaders(df, **zoomin_data(a.size, a.zoom), bs=a.bs, num_workers=a.workers)
-    learn = zoomin_learner(dls, a.arch, pretrained=a.pretrained)
+    learn = zoomin_learner(dls, a.arch, pretrained=a.pretrained, model_kwargs=dict(residual=not a.no_residual, att_stride=a.att_stride))
     rows, y = [], test.grade.astype(int).to_numpy()
     for stage, ep in zip('MAC', a.epochs):
         t0 = time.time()
@@ -67,7 +91,7 @@ def run_idrid(a, seed):
     test = df[df.split == 'test'].reset_index(drop=True)
     seed_everything(seed)
     dls = fundus_dataloaders(df, **zoomin_data(a.size, a.zoom), bs=a.bs, num_workers=a.workers, square='eye')
-    learn = zoomin_learner(dls, a.arch, n_out=2, pretrained=a.pretrained)
+    learn = zoomin_learner(dls, a.arch, n_out=2, pretrained=a.pretrained, model_kwargs=dict(residual=not a.no_residual, att_stride=a.att_stride))
     for stage, ep in zip('MAC', a.idrid_epochs):
         with learn.no_bar(): fit_zoomin(learn, ep, lr=a.lr, stages=(stage,))
     p = test_probs(learn, dls, test)
@@ -86,11 +110,15 @@ def main():
     ap.add_argument('--idrid-epochs', type=float, nargs=3, default=[20, 5, 10], metavar=('M', 'A', 'C'))
     ap.add_argument('--pretrained', action='store_true', help='ImageNet weights for M-Net and C-Net (shipped for tf_efficientnet_lite0/1/2)')
     ap.add_argument('--max-train', type=int, default=0, help='train on this many synthetic training images (0: all)')
+    ap.add_argument('--no-residual', action='store_true', help='A averaged with M, C graded by its head alone (before 2026-12-05 the only variant)')
+    ap.add_argument('--att-stride', type=int, default=None, help="stride of M-Net's level A-Net works on (default: the final map)")
+    ap.add_argument('--random-only', action='store_true', help='only the chance floor: random attention on the grid, written to random_coverage.csv')
     ap.add_argument('--no-idrid', action='store_true'); ap.add_argument('--quick', action='store_true')
     ap.add_argument('--out', type=Path, default=HERE)
     a = ap.parse_args()
     if a.quick: a.preset, a.seeds, a.size, a.epochs, a.no_idrid, a.bs, a.workers = 'tiny', a.seeds[:1], 128, [1, 1, 1], True, 8, 0
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.random_only: return random_coverage(a, a.seeds).to_csv(a.out/'random_coverage.csv', index=False)
     (a.out/'ablation_config.json').write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, indent=1))
     runs, loc = [], []
     for s in a.seeds:
@@ -100,7 +128,7 @@ def main():
     runs = pd.DataFrame(runs)
     summ = runs.groupby(['stage', 'model'], sort=False)[['kappa', 'referable_auc', 'abnormal_auc']].agg(['mean', 'std'])
     summ.columns = [f'{m}_{s}' for m, s in summ.columns]
-    summ.reset_index().assign(seeds=len(a.seeds), preset=a.preset, size=a.size, zoom=a.zoom, arch=a.arch, pretrained=a.pretrained, max_train=a.max_train, epochs=' '.join(map(str, a.epochs))).to_csv(a.out/'ablation_summary.csv', index=False)
+    summ.reset_index().assign(seeds=len(a.seeds), preset=a.preset, size=a.size, zoom=a.zoom, arch=a.arch, pretrained=a.pretrained, residual=not a.no_residual, att_stride=a.att_stride, max_train=a.max_train, epochs=' '.join(map(str, a.epochs))).to_csv(a.out/'ablation_summary.csv', index=False)
     print(summ.round(3).to_string())
     if not a.no_idrid:
         for s in a.seeds:
