@@ -959,6 +959,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'drnb.models.zoomin.lesion_views': ('models.zoomin.html#lesion_views', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.peak_boxes': ('models.zoomin.html#peak_boxes', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.spatial_softmax': ('models.zoomin.html#spatial_softmax', 'drnb/models/zoomin.py'),
+                                    'drnb.models.zoomin.twin_boxes': ('models.zoomin.html#twin_boxes', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.zoom_attention': ('models.zoomin.html#zoom_attention', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.zoom_boxes': ('models.zoomin.html#zoom_boxes', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.zoom_coverage': ('models.zoomin.html#zoom_coverage', 'drnb/models/zoomin.py'),

@@ -23,7 +23,7 @@ from ..interpret.evaluate import box_coverage
 
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_TERMS', 'STAGE_PARTS', 'STAGE_SHARE', 'spatial_softmax', 'fov_cells', 'ANet', 'attention_peaks',
-           'peak_boxes', 'crop_twin', 'ZoomInNet', 'ZoomInLoss', 'LossTerm', 'ZoomCrop', 'ZoomStaging',
+           'peak_boxes', 'twin_boxes', 'crop_twin', 'ZoomInNet', 'ZoomInLoss', 'LossTerm', 'ZoomCrop', 'ZoomStaging',
            'zoomin_splitter', 'zoomin_learner', 'fit_zoomin', 'zoom_attention', 'zoom_boxes', 'attention_boxes',
            'boxes_heatmap', 'zoom_coverage', 'zoomin_attention', 'grade_probs', 'zoomin_data', 'lesion_views',
            'ablation_results']
@@ -102,6 +102,18 @@ def peak_boxes(rows:Tensor, cols:Tensor, # (N,k) peak cells of an h x w map
     x0 = (cx - crop_size/2).round().long().clamp(0, W - crop_size)
     y0 = (cy - crop_size/2).round().long().clamp(0, H - crop_size)
     return torch.stack([x0, y0, x0 + crop_size, y0 + crop_size], -1)
+
+def twin_boxes(att:Tensor, # (N,h,w) attention maps
+               twin_size:tuple, # (H, W) of the high-resolution twin
+               crop_size:int, # side of a crop, twin pixels
+               k:int, # boxes per map
+               nms_radius:int|None=None, # NMS radius in map cells (default: half a crop)
+              )->tuple:
+    "(N,k,4) integer boxes in twin pixels at the top-`k` NMS peaks of `att` (`attention_peaks` + `peak_boxes`), and the (N,k) peak values."
+    h,w = att.shape[-2:]
+    r = nms_radius if nms_radius is not None else max(0, round(crop_size/2/(twin_size[-1]/w)))
+    rows,cols,score = attention_peaks(att, k, r)
+    return peak_boxes(rows, cols, (h, w), tuple(twin_size), crop_size), score
 
 def crop_twin(twin:Tensor, # (N,C,H,W) high-resolution twin of the batch
               boxes:Tensor, # (N,k,4) integer boxes from `peak_boxes`, all of one size
@@ -206,11 +218,8 @@ def zoom_in(self:ZoomInNet, out:dict, # from `glance`
             twin:Tensor, # (N,C,H,W) high-resolution twin of the images
            )->dict:
     "Boxes at the top attention peaks (NMS), crops of the twin there, C-Net on them, and the fused grade `c` (added to `a` when `residual`)."
-    att = out['attention']; N,h,w = att.shape
-    cs = self.default_crop(twin.shape[-2:])
-    r = self.nms_radius if self.nms_radius is not None else max(0, round(cs/2/(twin.shape[-1]/w)))
-    rows,cols,score = attention_peaks(att, self.n_crops, r)
-    boxes = peak_boxes(rows, cols, (h, w), twin.shape[-2:], cs)
+    att = out['attention']; N = len(att)
+    boxes,score = twin_boxes(att, twin.shape[-2:], self.default_crop(twin.shape[-2:]), self.n_crops, self.nms_radius)
     fc = self.c_body(crop_twin(twin, boxes)).mean((2, 3)).view(N, self.n_crops, -1).amax(1)
     c = self.fuse(torch.cat([out['f'], out['f_att'], fc], 1))
     out.update(c=out['a'] + c if self.residual else c, boxes=boxes, box_scores=score,
@@ -466,11 +475,9 @@ def attention_boxes(att:Tensor, # (N,h,w) attention maps (a model's, or any map 
                     nms_radius:int|None=None, # NMS radius in map cells (default: half a crop)
                    )->Tensor:
     "(N,k,4) boxes `[x0, y0, x1, y1]` in image pixels (floats) at the top-`k` peaks of `att`, placed as `ZoomInNet.zoom_in` places its crops."
-    (H,W),ts,(h,w) = image_size,tuple(twin_size),att.shape[-2:]
-    r = nms_radius if nms_radius is not None else max(0, round(crop_size/2/(ts[1]/w)))
-    rows,cols,_ = attention_peaks(att, k, r)
-    b = peak_boxes(rows, cols, (h, w), ts, crop_size).float()
-    return (b*torch.tensor([W/ts[1], H/ts[0]]*2, device=b.device)).cpu()
+    (H,W),(th,tw) = image_size,twin_size
+    b,_ = twin_boxes(att, (th, tw), crop_size, k, nms_radius)
+    return (b.float()*torch.tensor([W/tw, H/th]*2, device=b.device)).cpu()
 
 # %% ../../nbs/10_models.zoomin.ipynb #152f0544
 def boxes_heatmap(boxes, # (N,k,4) boxes `[x0, y0, x1, y1]` from `zoom_boxes`, best first

@@ -13,6 +13,7 @@ Run from the repository root (hours on a 2-core CPU; minutes on a GPU):
         --max-train 300 --epochs 4 2 3 --no-idrid --out nbs/results/zoomin/residual   # residual stages, 512 px twin
     ... the same with --att-stride 16 --out nbs/results/zoomin/residual_att16          # and an 8 x 8 attention grid
     ... --random-only (with the run's --size --zoom --att-stride --out): the chance floor, random_coverage.csv
+    ... --idrid-only --idrid-epochs 6 2 3 --seeds 0: only the real photographs, idrid_localisation.csv (+ idrid_config.json)
 Writes, next to this file: ablation_runs.csv (one row per seed and model), ablation_summary.csv (mean, std),
 localisation.csv (coverage of lesions by the top-k boxes), ablation_config.json.
 """
@@ -46,23 +47,27 @@ def coverage_rows(learn, records, size, square, types, what, seed, ks=range(1, 9
     df = pd.concat(rows).groupby('k', as_index=False).sum()
     return df.assign(coverage=df.covered/df.lesions, dataset=what, seed=seed)
 
-def random_coverage(a, seeds, ks=range(1, 9)):
+def chance_rows(a, records, square, types, what, seeds, ks=range(1, 9)):
     "The chance floor: coverage of the top-k boxes of a uniform random attention map on the model's grid, inside the eye."
-    df = synthetic_dataset(a.preset)
-    test = df[(df.split == 'test') & df.grade.notna()].reset_index(drop=True)
     grid = a.size//(a.att_stride or create_backbone(a.arch).stride)
     mean, std = (torch.tensor(v).view(3, 1, 1) for v in backbone_stats('resnet18'))
     twin = (a.size*a.zoom,)*2
+    x, gt = lesion_views(records, a.size, square, types=types)
+    eye = fov_cells(x, (grid, grid), mean, std)[:, 0]
     rows = []
-    for types, what in ((('MA', 'HE', 'EX', 'SE'), 'synthetic: all lesions'), (('MA',), 'synthetic: microaneurysms')):
-        x, gt = lesion_views(test, a.size, 'pad', types=types)
-        eye = fov_cells(x, (grid, grid), mean, std)[:, 0]
-        for seed in seeds:
-            att = torch.rand(len(x), grid, grid, generator=torch.Generator().manual_seed(seed))*eye
-            b = attention_boxes(att, (a.size, a.size), twin, twin[0]//4, max(ks))
-            cov = box_coverage(boxes_heatmap(b, (a.size, a.size)), gt, ks=tuple(ks), box_size=a.size//4, radius=0, types=types)
-            rows.append(cov[['k', 'covered', 'lesions', 'coverage']].assign(dataset=what, seed=seed, grid=grid))
+    for seed in seeds:
+        att = torch.rand(len(x), grid, grid, generator=torch.Generator().manual_seed(seed))*eye
+        b = attention_boxes(att, (a.size, a.size), twin, twin[0]//4, max(ks))
+        cov = box_coverage(boxes_heatmap(b, (a.size, a.size)), gt, ks=tuple(ks), box_size=a.size//4, radius=0, types=types)
+        rows.append(cov[['k', 'covered', 'lesions', 'coverage']].assign(dataset=what, seed=seed, grid=grid))
     return pd.concat(rows)
+
+def random_coverage(a, seeds):
+    "The chance floor on the synthetic test set, for all lesions and for microaneurysms."
+    df = synthetic_dataset(a.preset)
+    test = df[(df.split == 'test') & df.grade.notna()].reset_index(drop=True)
+    return pd.concat([chance_rows(a, test, 'pad', t, what, seeds) for t, what in
+                      ((('MA', 'HE', 'EX', 'SE'), 'synthetic: all lesions'), (('MA',), 'synthetic: microaneurysms'))])
 
 def run_synthetic(a, seed):
     df = synthetic_dataset(a.preset)
@@ -98,6 +103,8 @@ def run_idrid(a, seed):
     auc = roc_auc(test.grade.to_numpy() == 1, p[:, 1])
     print(f'idrid_boxes seed {seed}: AUC of "lesions annotated" {auc:.3f}', flush=True)
     loc = coverage_rows(learn, test[test.lesions_annotated], a.size, 'eye', ('EX', 'HE'), 'idrid_boxes: EX and HE boxes', seed)
+    chance = chance_rows(a, test[test.lesions_annotated], 'eye', ('EX', 'HE'), 'idrid_boxes: random boxes', [seed]).drop(columns='grid')
+    loc = pd.concat([loc, chance])
     return loc.assign(weak_label_auc=auc)
 
 def main():
@@ -113,12 +120,18 @@ def main():
     ap.add_argument('--no-residual', action='store_true', help='A averaged with M, C graded by its head alone (before 2026-12-05 the only variant)')
     ap.add_argument('--att-stride', type=int, default=None, help="stride of M-Net's level A-Net works on (default: the final map)")
     ap.add_argument('--random-only', action='store_true', help='only the chance floor: random attention on the grid, written to random_coverage.csv')
+    ap.add_argument('--idrid-only', action='store_true', help='only the idrid_boxes part, written to idrid_localisation.csv')
     ap.add_argument('--no-idrid', action='store_true'); ap.add_argument('--quick', action='store_true')
     ap.add_argument('--out', type=Path, default=HERE)
     a = ap.parse_args()
     if a.quick: a.preset, a.seeds, a.size, a.epochs, a.no_idrid, a.bs, a.workers = 'tiny', a.seeds[:1], 128, [1, 1, 1], True, 8, 0
     a.out.mkdir(parents=True, exist_ok=True)
     if a.random_only: return random_coverage(a, a.seeds).to_csv(a.out/'random_coverage.csv', index=False)
+    if a.idrid_only:
+        (a.out/'idrid_config.json').write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, indent=1))
+        loc = []
+        for s in a.seeds: loc.append(run_idrid(a, s)); pd.concat(loc).to_csv(a.out/'idrid_localisation.csv', index=False)
+        return print(pd.concat(loc).groupby(['dataset', 'k']).coverage.agg(['mean', 'std']).round(3).to_string())
     (a.out/'ablation_config.json').write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, indent=1))
     runs, loc = [], []
     for s in a.seeds:
