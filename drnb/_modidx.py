@@ -951,6 +951,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'drnb.models.zoomin.ablation_results': ('models.zoomin.html#ablation_results', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.attention_boxes': ('models.zoomin.html#attention_boxes', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.attention_peaks': ('models.zoomin.html#attention_peaks', 'drnb/models/zoomin.py'),
+                                    'drnb.models.zoomin.boxes_coverage': ('models.zoomin.html#boxes_coverage', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.boxes_heatmap': ('models.zoomin.html#boxes_heatmap', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.crop_twin': ('models.zoomin.html#crop_twin', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.fit_zoomin': ('models.zoomin.html#fit_zoomin', 'drnb/models/zoomin.py'),

@@ -25,8 +25,8 @@ from ..interpret.evaluate import box_coverage
 __all__ = ['STAGES', 'STAGE_TERMS', 'STAGE_PARTS', 'STAGE_SHARE', 'spatial_softmax', 'fov_cells', 'ANet', 'attention_peaks',
            'peak_boxes', 'twin_boxes', 'crop_twin', 'ZoomInNet', 'ZoomInLoss', 'LossTerm', 'ZoomCrop', 'ZoomStaging',
            'zoomin_splitter', 'zoomin_learner', 'fit_zoomin', 'zoom_attention', 'zoom_boxes', 'attention_boxes',
-           'boxes_heatmap', 'zoom_coverage', 'zoomin_attention', 'grade_probs', 'zoomin_data', 'lesion_views',
-           'ablation_results']
+           'boxes_heatmap', 'boxes_coverage', 'zoom_coverage', 'zoomin_attention', 'grade_probs', 'zoomin_data',
+           'lesion_views', 'ablation_results']
 
 # %% ../../nbs/10_models.zoomin.ipynb #9f01d4e8
 def spatial_softmax(z:Tensor, # (N,C,h,w) gate logits
@@ -493,6 +493,18 @@ def boxes_heatmap(boxes, # (N,k,4) boxes `[x0, y0, x1, y1]` from `zoom_boxes`, b
             h[i, y, x] = max(h[i, y, x], k - r)
     return h
 
+def boxes_coverage(boxes, # (N,k,4) boxes `[x0, y0, x1, y1]` in image pixels, best first, all of one size (`zoom_boxes`, `attention_boxes`)
+                   size:tuple, # (H, W) of the images
+                   gt, # lesion masks (N,T,H,W) or per-image lists of boxes `[type, x0, y0, x1, y1]`, in image pixels
+                   ks=(1, 2, 3, 4, 5, 6, 7, 8), # numbers of boxes
+                   types=('MA', 'HE', 'EX', 'SE'), # lesion types counted
+                   min_fraction:float|None=None, # covered when this fraction of the lesion is inside (None: its centre)
+                  )->pd.DataFrame:
+    "Fraction of lesions covered by the first k of `boxes`, for each k (`box_coverage` on the boxes themselves, no new NMS)."
+    b = torch.as_tensor(boxes)
+    side = int(round((b[0,0,2] - b[0,0,0]).item()))
+    return box_coverage(boxes_heatmap(b, tuple(size)), gt, ks=ks, box_size=side, radius=0, min_fraction=min_fraction, types=types)
+
 def zoom_coverage(learn, # a Zoom-in-Net `Learner` (or the `ZoomInNet`)
                   images:Tensor, # (N,C,H,W) images, normalised as in training
                   gt, # lesion masks (N,T,H,W) or per-image lists of boxes `[type, x0, y0, x1, y1]`, in image pixels
@@ -504,9 +516,7 @@ def zoom_coverage(learn, # a Zoom-in-Net `Learner` (or the `ZoomInNet`)
     "Fraction of lesions covered by the top-k zoom boxes, for each k (`box_coverage` on the boxes C-Net would crop)."
     m,_ = _model_and_device(learn)
     b = torch.cat([zoom_boxes(m, images[i:i+batch_size], max(ks)) for i in range(0, len(images), batch_size)])
-    side = int(round((b[0,0,2] - b[0,0,0]).item()))
-    return box_coverage(boxes_heatmap(b, tuple(images.shape[-2:])), gt, ks=ks, box_size=side, radius=0,
-                        min_fraction=min_fraction, types=types)
+    return boxes_coverage(b, images.shape[-2:], gt, ks, types, min_fraction)
 
 # %% ../../nbs/10_models.zoomin.ipynb #e6c40c3c
 def _grade_channels(head, target, n):

@@ -25,9 +25,8 @@ from drnb.metrics import grading_metrics, roc_auc
 from drnb.synth import synthetic_dataset
 from drnb.data.block import fundus_dataloaders
 from drnb.data.formats import limit_train
-from drnb.models.zoomin import zoomin_learner, fit_zoomin, zoomin_data, zoom_coverage, lesion_views, fov_cells, attention_boxes, boxes_heatmap
+from drnb.models.zoomin import zoomin_learner, fit_zoomin, zoomin_data, zoom_coverage, lesion_views, fov_cells, attention_boxes, boxes_coverage
 from drnb.models.backbones import create_backbone, backbone_stats
-from drnb.interpret.evaluate import box_coverage
 
 HERE = Path(__file__).parent
 MODELS = dict(M='M-Net', A='M-Net + A-Net', C='Zoom-in-Net (M+A+C)')
@@ -58,7 +57,7 @@ def chance_rows(a, records, square, types, what, seeds, ks=range(1, 9)):
     for seed in seeds:
         att = torch.rand(len(x), grid, grid, generator=torch.Generator().manual_seed(seed))*eye
         b = attention_boxes(att, (a.size, a.size), twin, twin[0]//4, max(ks))
-        cov = box_coverage(boxes_heatmap(b, (a.size, a.size)), gt, ks=tuple(ks), box_size=a.size//4, radius=0, types=types)
+        cov = boxes_coverage(b, (a.size, a.size), gt, ks=tuple(ks), types=types)
         rows.append(cov[['k', 'covered', 'lesions', 'coverage']].assign(dataset=what, seed=seed, grid=grid))
     return pd.concat(rows)
 
@@ -69,6 +68,9 @@ def random_coverage(a, seeds):
     return pd.concat([chance_rows(a, test, 'pad', t, what, seeds) for t, what in
                       ((('MA', 'HE', 'EX', 'SE'), 'synthetic: all lesions'), (('MA',), 'synthetic: microaneurysms'))])
 
+def net_options(a): return dict(residual=not a.no_residual, att_stride=a.att_stride)
+def write_config(a, name): (a.out/name).write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, indent=1))
+
 def run_synthetic(a, seed):
     df = synthetic_dataset(a.preset)
     df = df[df.grade.notna()]
@@ -76,7 +78,7 @@ def run_synthetic(a, seed):
     df = limit_train(df, a.max_train, seed)    # `max_train` training images drawn with the run's seed; valid and test stay whole
     seed_everything(seed)
     dls = fundus_dataloaders(df, **zoomin_data(a.size, a.zoom), bs=a.bs, num_workers=a.workers)
-    learn = zoomin_learner(dls, a.arch, pretrained=a.pretrained, model_kwargs=dict(residual=not a.no_residual, att_stride=a.att_stride))
+    learn = zoomin_learner(dls, a.arch, pretrained=a.pretrained, model_kwargs=net_options(a))
     rows, y = [], test.grade.astype(int).to_numpy()
     for stage, ep in zip('MAC', a.epochs):
         t0 = time.time()
@@ -96,7 +98,7 @@ def run_idrid(a, seed):
     test = df[df.split == 'test'].reset_index(drop=True)
     seed_everything(seed)
     dls = fundus_dataloaders(df, **zoomin_data(a.size, a.zoom), bs=a.bs, num_workers=a.workers, square='eye')
-    learn = zoomin_learner(dls, a.arch, n_out=2, pretrained=a.pretrained, model_kwargs=dict(residual=not a.no_residual, att_stride=a.att_stride))
+    learn = zoomin_learner(dls, a.arch, n_out=2, pretrained=a.pretrained, model_kwargs=net_options(a))
     for stage, ep in zip('MAC', a.idrid_epochs):
         with learn.no_bar(): fit_zoomin(learn, ep, lr=a.lr, stages=(stage,))
     p = test_probs(learn, dls, test)
@@ -128,11 +130,11 @@ def main():
     a.out.mkdir(parents=True, exist_ok=True)
     if a.random_only: return random_coverage(a, a.seeds).to_csv(a.out/'random_coverage.csv', index=False)
     if a.idrid_only:
-        (a.out/'idrid_config.json').write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, indent=1))
+        write_config(a, 'idrid_config.json')
         loc = []
         for s in a.seeds: loc.append(run_idrid(a, s)); pd.concat(loc).to_csv(a.out/'idrid_localisation.csv', index=False)
         return print(pd.concat(loc).groupby(['dataset', 'k']).coverage.agg(['mean', 'std']).round(3).to_string())
-    (a.out/'ablation_config.json').write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()}, indent=1))
+    write_config(a, 'ablation_config.json')
     runs, loc = [], []
     for s in a.seeds:
         r, l = run_synthetic(a, s); runs += r; loc += l
