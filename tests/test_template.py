@@ -1,7 +1,7 @@
 "The experiment template end to end through papermill: injected parameters reach metrics.json, with figures and numbers."
 import json
 from pathlib import Path
-from drnb import experiment as ex
+from drnb import runner as ex
 
 def test_train_eval_template_writes_metrics_with_its_parameters(tmp_path):
     params = dict(method='baseline', dataset='synthetic:tiny', image_size=64, epochs=1, seed=3, batch_size=8, n_heatmaps=2)

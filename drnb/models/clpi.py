@@ -475,3 +475,12 @@ def clpi_cam(head, x, target):
                 z = m(x)[0].detach().requires_grad_()
                 w, = torch.autograd.grad(head.score(z).sum(), z)
         return m.cam(x, w)
+
+# %% ../../nbs/11_models.clpi.ipynb #f7cfb7bc
+from ..methods import Method, Param, register_method
+register_method(Method('clpi', clpi_learner, data=clpi_data, fit=fit_clpi, predict=grade_probs, heatmap='clpi_lesions',
+    params=dict(grid=Param(16, 'patch grid cells per side'), thr=Param(0., 'share of a cell a lesion must cover to label it'),
+                lam=Param(1., 'weight of the patch loss'), loss=Param('ce', 'grade loss: cross-entropy or negative learning', choices=('ce', 'nl')),
+                detach=Param(False, 'stop the grade gradient at the lesion maps'),
+                pretrain=Param(0, 'epochs (of the total) that train the lesion net alone first')),
+    doc='Yang et al.: a lesion net on patch labels and a grading net on images, trained together'))

@@ -644,3 +644,14 @@ def collab_attention(head, x, target, lesion:str|None=None):
 def collab_lesion_maps(head, x, target, lesion:str|None=None):
     "Zhou et al.: segmenter G's lesion probabilities (max over lesion types unless `lesion`)"
     with torch.no_grad(): return _pick(_collab_model(head.model).lesion_maps(x), lesion)
+
+# %% ../../nbs/12_models.collab.ipynb #c04656b5
+from ..methods import Method, Param, register_method
+register_method(Method('collab', collab_learner, data=collab_data, fit=fit_collab, predict=grade_probs, heatmap='collab_attention',
+    params=dict(attention=Param(True, 'learned lesion attention (False: the attention is G\'s maps)'),
+                prior=Param(True, "the learned attention starts at G's maps"),
+                lambda_pseudo=Param(1., 'weight of the pseudo-mask term'), lambda_adv=Param(0.1, 'weight of the adversarial term'),
+                threshold=Param(0.5, 'pseudo-mask threshold tau', float),
+                phases=Param(('seg', 'grade', 'collab'), 'phases run, in order'),
+                pseudo=Param(True, 'collaborative phase: pseudo-mask term'), adversarial=Param(True, 'collaborative phase: adversarial term')),
+    doc='Zhou et al. 2019: a lesion segmenter and a lesion-attentive grader that teach each other'))

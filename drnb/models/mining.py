@@ -521,3 +521,11 @@ def fundus_tensors(records:pd.DataFrame, # a record table
         xy, lab = view_boxes(r, tuple(types), square)
         boxes.append([[types[l - 1], *((c + 1)*size/2 for c in b)] for b, l in zip(xy.tolist(), lab.tolist())])
     return dict(x=x, y=y, masks=m, boxes=boxes)
+
+# %% ../../nbs/13_models.mining.ipynb #4225b87f
+from ..methods import Method, Param, register_method
+register_method(Method('mining', mining_learner, data=mining_data, fit=fit_mining, predict=grade_probs, heatmap='mining',
+    params=dict(lam=Param(0., 'weight of the heatmap sparsity term (0: the plain base net)'),
+                rule=Param('mining', 'backward rule of the training heatmap'),
+                start=Param(0., 'share of training before the sparsity term starts'), p=Param(0.25, 'dropout before the output')),
+    doc='Quellec et al. 2017: a regression net whose heatmaps mine lesions, optionally trained to make them sparse'))

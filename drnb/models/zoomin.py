@@ -401,6 +401,8 @@ def zoomin_learner(dls, # fastai DataLoaders; inputs (image, twin) or image alon
                    c_arch:str|None=None, # backbone of C-Net (default: `arch`)
                    n_out:int|None=None, # classes (default: from `dls`, else 5 grades)
                    loss_weights:dict|None=None, # weights of the loss terms `m`, `a`, `c`
+                   residual:bool=True, # A and C add a zero-started correction to the previous stage's logits
+                   att_stride:int|None=None, # stride of M-Net's level A-Net works on (None: the final map)
                    model_kwargs:dict|None=None, # other `ZoomInNet` arguments (p, gate_hidden, nms_radius, eye_only)
                    metrics=None, # default: kappa, referable AUC (5 classes) and the three loss terms
                    cbs=None, # more callbacks (`ZoomCrop` is always added)
@@ -410,7 +412,7 @@ def zoomin_learner(dls, # fastai DataLoaders; inputs (image, twin) or image alon
     n_out = ifnone(n_out, ifnone(getattr(dls, 'c', None), len(GRADES)))
     norm = first(t for t in getattr(getattr(dls, 'after_batch', None), 'fs', []) if isinstance(t, Normalize))
     stats = (norm.mean.flatten().tolist(), norm.std.flatten().tolist()) if norm is not None else ((0., 0., 0.), (1., 1., 1.))
-    model = ZoomInNet(arch, n_out, n_crops, crop_size, zoom, c_arch, pretrained, **{'stats': stats, **(model_kwargs or {})})
+    model = ZoomInNet(arch, n_out, n_crops, crop_size, zoom, c_arch, pretrained, **{'stats': stats, 'residual': residual, 'att_stride': att_stride, **(model_kwargs or {})})
     if metrics is None: metrics = ([KappaScore(), ReferableAUC()] if n_out == len(GRADES) else []) + [LossTerm(k) for k in ('m', 'a', 'c')]
     return Learner(dls, model, loss_func=ZoomInLoss(loss_weights), metrics=metrics, splitter=zoomin_splitter,
                    cbs=[ZoomCrop(), *listify(cbs)], **kwargs)
@@ -466,6 +468,11 @@ def zoom_boxes(learn, # a Zoom-in-Net `Learner` (or the `ZoomInNet`)
     H,W = x.shape[-2:]
     ts = tuple(twin_size) if twin_size is not None else (round(H*m.zoom), round(W*m.zoom))
     return attention_boxes(zoom_attention(m, x), (H, W), ts, m.default_crop(ts), ifnone(k, m.n_crops), m.nms_radius)
+
+def _model_zoom_boxes(self:ZoomInNet, images:Tensor, k:int|None=None)->Tensor:
+    "(N,k,4) boxes of the crops C-Net takes from `images`: `ZoomInNet.zoom_boxes`, which the explorer draws."
+    return zoom_boxes(self, images, k)
+ZoomInNet.zoom_boxes = _model_zoom_boxes
 
 def attention_boxes(att:Tensor, # (N,h,w) attention maps (a model's, or any map on the same grid, e.g. random for a baseline)
                     image_size:tuple, # (H, W) of the images
@@ -573,7 +580,7 @@ def ablation_results(folder, # where `nbs/results/zoomin/run_ablation.py` wrote 
                     )->dict:
     "A run of the ablation: `settings`, `runs`, `summary` (mean ± std over seeds per model), `gain` (each stage minus M-Net, paired by seed), `coverage` of lesions by the top-k boxes and its `chance` floor."
     import json
-    from drnb.experiment import mean_std
+    from drnb.report import mean_std
     folder,mets = Path(folder),["kappa", "referable_auc", "abnormal_auc"]
     runs = pd.read_csv(folder/"ablation_runs.csv")
     cfg = folder/"ablation_config.json"
@@ -584,3 +591,14 @@ def ablation_results(folder, # where `nbs/results/zoomin/run_ablation.py` wrote 
                 summary=runs.groupby("model", sort=False)[mets].agg(mean_std),
                 gain=pd.DataFrame({f"{s} - M": {m: gain(w[m][s] - w[m]["M"]) for m in mets} for s in ("A", "C") if (mets[0], s) in w}).T,
                 coverage=cover("localisation.csv"), chance=cover("random_coverage.csv"))
+
+# %% ../../nbs/10_models.zoomin.ipynb #3b3da748
+from ..methods import Method, Param, register_method
+register_method(Method('zoomin', zoomin_learner, data=zoomin_data, fit=fit_zoomin, predict=grade_probs, heatmap='zoomin_attention', boxes=zoom_boxes,
+    params=dict(n_crops=Param(4, 'crops C-Net sees per image'),
+                crop_size=Param(None, "crop side in twin pixels (None: a quarter of the twin's side)", int),
+                zoom=Param(2, "the twin's side is zoom x the view's side (data and model)"),
+                residual=Param(True, "A and C add a zero-started correction to the previous stage's logits"),
+                att_stride=Param(None, "stride of M-Net's level A-Net works on (None: the final map; 16: a finer grid)", int),
+                stages=Param(('M', 'A', 'C'), 'training stages in order (M, A, C, joint)')),
+    doc="Wang et al. 2017: M-Net grades, A-Net's gated attention picks spots, C-Net grades zoomed crops of a twin"))

@@ -3,7 +3,9 @@ import json, subprocess, sys
 from pathlib import Path
 import nbformat, pytest, torch
 from nbformat.v4 import new_notebook, new_code_cell
-from drnb import experiment as ex
+from drnb import runner as ex
+from drnb.methods import fit_resumable
+from drnb.report import leaderboard, leaderboard_markdown
 
 def toy_template(path):
     "A template that records its parameters and fails when asked to."
@@ -80,7 +82,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
             if self.epoch == 1: raise KeyboardInterrupt
     ck = tmp_path/'ck.pth'
     l1 = learner()
-    with pytest.raises(KeyboardInterrupt): ex.fit_resumable(l1, 4, ck, lr=0.1, cbs=Interrupt())
+    with pytest.raises(KeyboardInterrupt): fit_resumable(l1, 4, ck, lr=0.1, cbs=Interrupt())
     saved = torch.load(ck, weights_only=True)
     assert saved['epoch'] == 2
     class Count(Callback):
@@ -92,7 +94,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(tmp_path):
     class FirstWeights(Callback):
         def before_fit(self): self.w = self.learn.model.weight.detach().clone()
     fw = FirstWeights()
-    start = ex.fit_resumable(l2, 4, ck, lr=0.1, cbs=[cnt, fw])
+    start = fit_resumable(l2, 4, ck, lr=0.1, cbs=[cnt, fw])
     assert start == 2 and cnt.epochs == [2, 3]
     assert torch.equal(fw.w, saved['model']['weight'])
     assert torch.load(ck, weights_only=True)['epoch'] == 4
@@ -101,5 +103,5 @@ def test_leaderboard_markdown_single_seed_and_missing_metric():
     "One seed shows no made-up spread; a metric a dataset does not report shows as missing, not nan."
     import pandas as pd
     df = pd.DataFrame(dict(dataset=['a', 'b'], method='m', seed=0, status='ok', kappa=[0.5, float('nan')], weak_label_auc=[float('nan'), 0.8]))
-    md = ex.leaderboard_markdown(ex.leaderboard(df, metrics=('kappa', 'weak_label_auc')))
+    md = leaderboard_markdown(leaderboard(df, metrics=('kappa', 'weak_label_auc')))
     assert '| a | m | 0.500 (1) | – |' in md and '| b | m | – | 0.800 (1) |' in md and 'nan' not in md, md
