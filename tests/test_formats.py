@@ -1,4 +1,4 @@
-"Readers of public layouts: round trips (write a dataset in the layout, read it back: same grades, masks, boxes) and bad input."
+"Readers of public layouts: real public samples (tests/fixtures/real), round trips (write a dataset in the layout, read it back: same grades, masks, boxes) and bad input."
 import shutil, socket
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
@@ -21,11 +21,11 @@ def mask(p, w=64, h=48, box=(10, 10, 20, 16)):
 def write(p, text): p = Path(p); p.parent.mkdir(parents=True, exist_ok=True); p.write_text(text); return p
 
 def ddb1_xml(marks):
-    "DiaretDB1 XML (with the external DTD line of the real files) of (kind, params, type, confidence) markings."
+    "DiaretDB1 XML in the real files' format (DTD line, radius direction x/y, angle) of (kind, params, type, confidence) markings."
     def region(kind, prm):
-        if kind == 'circle': (x,y),r = prm; return f'<circleregion><centroid><coords2d>{x},{y}</coords2d></centroid><radius direction="1,0">{r}</radius></circleregion>'
+        if kind == 'circle': (x,y),r = prm; return f'<circleregion><centroid><coords2d>{x},{y}</coords2d></centroid><radius direction="x">{r}</radius></circleregion>'
         if kind == 'ellipse': (x,y),(a,b) = prm; return (f'<ellipseregion><centroid><coords2d>{x},{y}</coords2d></centroid>'
-                                                        f'<radius direction="1,0">{a}</radius><radius direction="0,1">{b}</radius></ellipseregion>')
+                                                        f'<radius direction="x">{a}</radius><radius direction="y">{b}</radius><angle>0</angle></ellipseregion>')
         return '<polygonregion>' + ''.join(f'<coords2d>{x},{y}</coords2d>' for x,y in prm) + '</polygonregion>'
     ms = ''.join(f'<marking>{region(k, p)}<representativepoint><coords2d>0,0</coords2d></representativepoint>'
                  f'<confidencelevel>{c}</confidencelevel><markingtype>{t}</markingtype></marking>' for k,p,t,c in marks)
@@ -35,6 +35,147 @@ def ddb1_xml(marks):
 def rect(x0, y0, x1, y1): return [(x0,y0), (x1,y0), (x1,y1), (x0,y1)]   # fillPoly fills x0..x1, y0..y1 inclusive
 
 def by_image(df): return {Path(p).name: r for p,(_,r) in zip(df.image, df.iterrows())}
+
+# ---- real public samples (tests/fixtures/real: real label/XML/mask files, stand-in photographs) -------------
+REAL = FIXTURES/'real'
+LAYOUT_DIRS = ['eyepacs', 'idrid', 'ddr', 'diaretdb1', 'eophtha', 'yolo']
+
+def real_sample(tmp_path, name):
+    "A copy of one real sample (readers write nothing into the fixtures)."
+    shutil.copytree(REAL/name, tmp_path/name); return tmp_path/name
+
+@pytest.mark.parametrize('name', LAYOUT_DIRS)
+def test_real_sample_has_source_and_layout(name):
+    src = (REAL/name/'SOURCE').read_text()
+    for field in ('repository:', 'commit:', 'path:', 'licence:'): assert field in src, (name, field)
+    assert detect_layout(REAL/name) == name
+    assert 'labels real, images not redistributable' in (REAL/'README.md').read_text()
+
+def test_real_eyepacs(tmp_path):
+    df = read_dataset(real_sample(tmp_path, 'eyepacs'))
+    got = {Path(p).stem: (g, e, u) for p,g,e,u in zip(df.image, df.grade, df.eye, df.usage)}
+    assert got == {'10_left': (0, 'left', ''), '10_right': (0, 'right', ''), '13_left': (0, 'left', ''), '13_right': (0, 'right', ''),
+                   '15_left': (1, 'left', ''), '15_right': (2, 'right', ''), '16_left': (4, 'left', ''), '16_right': (4, 'right', ''),
+                   '1_left': (0, 'left', 'Private'), '1_right': (0, 'right', 'Private'), '2_left': (0, 'left', 'Public'), '2_right': (0, 'right', 'Public')}
+    assert set(df[df.usage == ''].split) == {'train'} and df.groupby('patient').size().eq(2).all()
+
+def test_real_idrid_grading(tmp_path):
+    df = read_dataset(real_sample(tmp_path, 'idrid'), on_error='skip')
+    assert [(Path(p).name, s, g, m) for p,s,g,m in zip(df.image, df.split, df.grade, df.macular_edema_risk)] == \
+           [('IDRiD_001.jpg', 'train', 3, 2), ('IDRiD_001.jpg', 'test', 4, 0)]               # first rows of each CSV, by hand
+    rep = skip_report(df)
+    assert len(rep) == 412 + 102 and rep.problem.str.startswith('listed image is missing (listed in ').all()   # 413 + 103 rows listed
+
+def test_real_ddr_voc_lowercase_names(tmp_path):
+    df = read_dataset(real_sample(tmp_path, 'ddr'))
+    r = df.iloc[0]
+    assert Path(r.image).name == '007-1789-100.jpg' and r.split == 'test' and r.part == 'detection'
+    assert r.boxes == [['EX', 1126, 1089, 1142, 1098], ['HE', 900, 818, 970, 857]]         # the file says <name>ex</name>, <name>he</name>
+
+def test_real_yolo_codras(tmp_path):
+    df = read_dataset(real_sample(tmp_path, 'yolo'))
+    b = {Path(p).stem: bs for p,bs in zip(df.image, df.boxes)}
+    W,H = 4288, 2848
+    cx,cy,w,h = 0.6497201492537313, 0.47542134831460675, 0.12173507462686567, 0.1875      # images/0019.txt, by hand
+    assert b['0019'][0][0] == 'OD' and np.allclose(b['0019'][0][1:], [(cx-w/2)*W, (cy-h/2)*H, (cx+w/2)*W, (cy+h/2)*H])
+    assert [t for t,*_ in b['0005']] == ['OD', 'HE', 'EX'] and [t for t,*_ in b['0006']] == ['OD']
+
+def test_real_eophtha_mask_values(tmp_path):
+    root = real_sample(tmp_path, 'eophtha')
+    df = read_dataset(root, mask_dir=tmp_path/'cache')
+    r = by_image(df)
+    assert r['DS000DGS.JPG'].mask_values == {255: 177} and Path(r['DS000DGS.JPG'].masks['MA']).name == 'DS000DGS.png'   # clean: the file itself
+    assert r['C0000887.jpg'].mask_values == {200: 208, 239: 1, 247: 3, 255: 318}
+    assert r['C0001365.jpg'].mask_values == {200: 59}                                        # no 255 at all
+    src = np.asarray(Image.open(root/'e_optha_MA'/'Annotation_MA'/'E0008389'/'C0000887.png'))
+    np.testing.assert_array_equal(read_mask(r['C0000887.jpg'].masks['MA']), src == 255)   # 255 is lesion, 200/239/247 are not
+    assert not read_mask(r['C0001365.jpg'].masks['MA']).any()
+    both = by_image(read_eophtha(root, mask_dir=tmp_path/'cache', lesion_values=(200, 255)))
+    assert read_mask(both['C0000887.jpg'].masks['MA']).sum() == 208 + 318 and read_mask(both['C0001365.jpg'].masks['MA']).sum() == 59
+    assert not any(p.is_relative_to(root) for p in (tmp_path/'cache').rglob('*'))
+
+DDB1_ELLIPSE = dict(xml='diaretdb1_image014_03.xml', centre=(742, 793), radii=(56, 20), angle=149)   # written by hand from the XML
+
+def hand_ellipse(shape, centre, radii, angle):
+    "The ellipse drawn with numpy: radius a along x, b along y, turned counter-clockwise by `angle` degrees as displayed."
+    (xc,yc),(a,b),t = centre, radii, np.radians(angle)
+    yy,xx = np.mgrid[:shape[0], :shape[1]]
+    u = (xx-xc)*np.cos(t) - (yy-yc)*np.sin(t)                                                 # y points down on the displayed image
+    v = (xx-xc)*np.sin(t) + (yy-yc)*np.cos(t)
+    return (u/a)**2 + (v/b)**2 <= 1
+
+def iou(a, b): return (a & b).sum() / (a | b).sum()
+
+def test_real_diaretdb1_reads_with_ellipses(tmp_path):
+    root = real_sample(tmp_path, 'diaretdb1')
+    df = read_dataset(root, mask_dir=tmp_path/'cache', on_error='skip')
+    assert [Path(p).name for p in df.image] == ['diaretdb1_image001.png', 'diaretdb1_image014.png'] and set(df.split) == {'train'}
+    rep = skip_report(df)
+    assert len(rep) == 87 and rep.problem.str.startswith('listed image is missing (listed in ddb1_v02_01_t').all()   # 89 listed, 2 present
+    assert (df.n_experts == 4).all() and all(sorted(m) == ['EX', 'HE', 'MA', 'OD', 'SE'] for m in df.masks)
+    with pytest.raises(DatasetError, match=r'diaretdb1_image003.png: listed image is missing'): read_diaretdb1(root, mask_dir=tmp_path/'cache')
+    marks = read_diaretdb1_xml(root/'ddb1_v02_01'/'groundtruth'/'diaretdb1_image001_03.xml')   # the file drnb used to stop at
+    assert ('ellipse', ((609., 93.), (18., 16.), 6.)) in [m['region'] for m in marks]
+
+def test_real_diaretdb1_ellipse_counter_clockwise(tmp_path):
+    root = real_sample(tmp_path, 'diaretdb1')
+    e = DDB1_ELLIPSE
+    marks = read_diaretdb1_xml(root/'ddb1_v02_01'/'groundtruth'/e['xml'])
+    (region,) = [m['region'] for m in marks if m['region'][0] == 'ellipse' and m['region'][1][0] == e['centre']]
+    hand = hand_ellipse((1152, 1500), e['centre'], e['radii'], e['angle'])
+    assert iou(rasterise_region(region, (1152, 1500)), hand) > 0.9
+    assert iou(hand_ellipse((1152, 1500), e['centre'], e['radii'], -e['angle']), hand) < 0.5   # the mirrored one would fail
+    union = read_mask(by_image(read_diaretdb1(root, k=1, mask_dir=tmp_path/'cache', on_error='skip'))['diaretdb1_image014.png'].masks['HE'])
+    assert (hand & union).sum() / hand.sum() > 0.97                                          # the reader's k=1 consensus holds it
+
+def test_real_diaretdb1_min_confidence(tmp_path):
+    root = real_sample(tmp_path, 'diaretdb1')
+    x3 = read_diaretdb1_xml(root/'ddb1_v02_01'/'groundtruth'/'diaretdb1_image014_03.xml')
+    assert {m['confidence'] for m in x3} == {'High', 'Medium', 'Low'}
+    he = lambda lvl: expert_masks(x3, (1152, 1500), lvl)['HE']
+    medium_ellipse, low_circle = (793, 742), (171, 947)                                      # (row, col): a Medium ellipse, a Low circle
+    assert he('Low')[low_circle] and not he('Medium')[low_circle] and not he('High')[low_circle]
+    assert he('Low')[medium_ellipse] and he('Medium')[medium_ellipse] and not he('High')[medium_ellipse]
+    assert (he('moderate') == he('Medium')).all() and (he(None) == he('Low')).all()
+    read = lambda lvl: read_mask(by_image(read_diaretdb1(root, k=1, min_confidence=lvl, mask_dir=tmp_path/'cache', on_error='skip'))['diaretdb1_image014.png'].masks['HE'])
+    hi,me,lo = read('High'), read('Medium'), read('Low')
+    assert hi.sum() < me.sum() < lo.sum() and (hi <= me).all() and (me <= lo).all()       # union of 4 experts: nested by level
+    with pytest.raises(ValueError, match='not one of High, Medium, Low'): read_diaretdb1(root, min_confidence='Sure', mask_dir=tmp_path/'cache')
+
+def test_mask_cache_keyed_by_source_and_parameters(tmp_path):
+    a,b = real_sample(tmp_path/'a', 'diaretdb1'), real_sample(tmp_path/'b', 'diaretdb1')   # two copies of one dataset
+    cache = tmp_path/'cache'
+    ma = read_diaretdb1(a, mask_dir=cache, on_error='skip'); mb = read_diaretdb1(b, mask_dir=cache, on_error='skip')
+    assert set(ma.masks[0].values()).isdisjoint(mb.masks[0].values())
+    files = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
+    assert len(files) == 2*2*5
+    again = read_diaretdb1(a, mask_dir=cache, on_error='skip')                               # same sources and parameters
+    assert list(again.masks[0].values()) == list(ma.masks[0].values()) and {p: p.stat().st_mtime_ns for p in cache.iterdir()} == files
+    k3 = read_diaretdb1(a, k=3, mask_dir=cache, on_error='skip')
+    assert set(k3.masks[0].values()).isdisjoint(ma.masks[0].values()) and len(list(cache.iterdir())) == 3*2*5
+    assert clear_mask_cache(folder=cache) == 30 and not cache.exists()
+
+def test_default_mask_cache_is_under_data_path(tmp_path, monkeypatch):
+    monkeypatch.setenv('DRNB_DATA_PATH', str(tmp_path/'data'))
+    from drnb.core import get_settings; get_settings(reload=True)
+    try:
+        df = read_diaretdb1(real_sample(tmp_path, 'diaretdb1'), on_error='skip')
+        assert all(Path(p).parent == tmp_path/'data'/'mask_cache'/'diaretdb1' for p in df.masks[0].values())
+        assert mask_cache_dir('diaretdb1') == tmp_path/'data'/'mask_cache'/'diaretdb1' and clear_mask_cache('diaretdb1') == 10
+    finally:
+        monkeypatch.delenv('DRNB_DATA_PATH'); get_settings(reload=True)
+
+def test_diaretdb1_errors_name_the_file_once(tmp_path):
+    root = real_sample(tmp_path, 'diaretdb1')
+    f = root/'ddb1_v02_01'/'groundtruth'/'diaretdb1_image014_03.xml'
+    f.write_text(f.read_text().replace('<radius direction="y">20</radius>', '<radius direction="z">20</radius>'))
+    with pytest.raises(DatasetError) as e: read_diaretdb1_xml(f)
+    assert str(e.value).count('diaretdb1_image014_03.xml') == 1 and 'radius direction' in str(e.value)
+    df = read_diaretdb1(root, mask_dir=tmp_path/'cache', on_error='skip')
+    bad = skip_report(df)[lambda r: r.file.str.endswith('_03.xml')]
+    assert len(bad) == 1 and 'diaretdb1_image014_03.xml' not in bad.problem.iloc[0]
+    f.write_text(f.read_text().replace('<confidencelevel>Low</confidencelevel>', '<confidencelevel>Unsure</confidencelevel>', 1))
+    with pytest.raises(DatasetError, match=r"_03.xml: marking \d+: confidence level 'Unsure' is not one of High, Medium, Low"): read_diaretdb1_xml(f)
 
 # ---- round trips through drnb.synth.write_layout (idrid, ddr, eyepacs, yolo) --------------------------------
 synth = pytest.importorskip('drnb.synth')
@@ -165,7 +306,7 @@ def rect_counts():
 @pytest.mark.parametrize('k', [1, 2, 3, 4])
 def test_round_trip_diaretdb1_consensus(tmp_path, k):
     experts = [[('polygon', rect(*r), 'Haemorrhages', 'High')] for r in RECTS]
-    experts[0].append(('circle', ((90, 40), 10), 'Red_small_dots', 'Moderate'))
+    experts[0].append(('circle', ((90, 40), 10), 'Red_small_dots', 'Medium'))
     experts[1].append(('ellipse', ((90, 40), (8, 5)), 'Red_small_dots', 'Low'))        # inside the circle
     experts[2].append(('polygon', rect(60, 60, 70, 70), 'IRMA', 'High'))          # not a drnb type: ignored
     make_ddb1(tmp_path, experts)
@@ -181,12 +322,13 @@ def test_round_trip_diaretdb1_consensus(tmp_path, k):
     if k >= 3: assert not ma.any()
 
 def test_diaretdb1_min_confidence_and_no_network(tmp_path, monkeypatch):
-    experts = [[('polygon', rect(*RECTS[0]), 'Hard_exudates', c)] for c in ('High', 'Low', 'High', 'Moderate')]
+    experts = [[('polygon', rect(*RECTS[0]), 'Hard_exudates', c)] for c in ('High', 'Low', 'High', 'Medium')]
     make_ddb1(tmp_path, experts)
     def no_network(*a, **k): raise AssertionError('the reader tried to open a network connection')
     monkeypatch.setattr(socket.socket, 'connect', no_network)                       # the DTD URL must never be fetched
     m = lambda **kw: read_mask(read_diaretdb1(tmp_path, mask_dir=tmp_path/str(kw), k=3, **kw).masks[0]['EX'])
-    assert m().sum() == 30*20 and m(min_confidence='Moderate').sum() == 30*20 and m(min_confidence='High').sum() == 0
+    assert m().sum() == 30*20 and m(min_confidence='Medium').sum() == 30*20 and m(min_confidence='High').sum() == 0
+    assert m(min_confidence='Moderate').sum() == 30*20                             # the old spelling is an alias of Medium
 
 def test_round_trip_eophtha_root_and_case(tmp_path):
     ma = mask(tmp_path/'e_optha_MA'/'Annotation_MA'/'E0000404'/'C0001273.png', box=(30, 20, 33, 23))
@@ -321,4 +463,6 @@ def test_yolo_bad_label_line(tmp_path):
     with pytest.raises(DatasetError, match=r"classes.txt: class name\(s\) \['vessel'\] have no drnb type"): read_yolo(tmp_path)
 
 def test_unknown_layout(tmp_path):
-    with pytest.raises(DatasetError, match='no known dataset layout found'): detect_layout(tmp_path)
+    with pytest.raises(DatasetError, match='no known dataset layout found') as e: detect_layout(tmp_path)
+    assert 'datasets.md' not in str(e.value) and 'nbs/02_data.formats.ipynb' in str(e.value)   # a pointer to a page that exists
+    assert (Path(__file__).parents[1]/'nbs'/'02_data.formats.ipynb').is_file()

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/02_data.formats.ipynb #5ffb8097
 from __future__ import annotations
-import re, random, warnings, xml.etree.ElementTree as ET
+import os, re, random, hashlib, shutil, warnings, xml.etree.ElementTree as ET
 from pathlib import Path
 import numpy as np, pandas as pd, cv2
 from PIL import Image
@@ -13,13 +13,15 @@ from ..core import RECORD_COLUMNS, MASK_TYPES, LESION_TYPES, check_records, idri
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'MESSIDOR_COLUMNS', 'IDRID_SPLITS', 'IDRID_MASK_FOLDERS', 'IDRID_GRADE_CSVS', 'DDR_SPLITS',
-           'DIARETDB1_TYPES', 'CONFIDENCE_LEVELS', 'YOLO_NAMES', 'IDRID_BOXES_CLASSES', 'LAYOUTS', 'DatasetError',
-           'Problems', 'is_image_file', 'image_files', 'index_images', 'image_size', 'check_image', 'read_mask',
-           'record', 'finish_records', 'skip_report', 'read_table', 'parse_grade', 'read_eyepacs', 'read_aptos',
-           'read_messidor', 'read_messidor2', 'read_idrid_segmentation', 'read_idrid_grading', 'read_idrid',
-           'read_ddr_grading', 'read_voc_boxes', 'parse_xml', 'read_ddr_lesions', 'read_ddr', 'read_diaretdb1_xml',
-           'rasterise_region', 'expert_masks', 'consensus_masks', 'read_diaretdb1', 'read_eophtha', 'yolo_to_boxes',
-           'read_yolo', 'split_by_seed', 'read_idrid_boxes', 'limit_train', 'detect_layout', 'read_dataset']
+           'DIARETDB1_TYPES', 'CONFIDENCE_LEVELS', 'CONFIDENCE_ALIASES', 'MASK_CACHE_VERSION', 'YOLO_NAMES',
+           'IDRID_BOXES_CLASSES', 'LAYOUTS', 'DatasetError', 'Problems', 'is_image_file', 'image_files', 'index_images',
+           'image_size', 'check_image', 'read_mask', 'record', 'finish_records', 'skip_report', 'read_table',
+           'parse_grade', 'read_eyepacs', 'read_aptos', 'read_messidor', 'read_messidor2', 'read_idrid_segmentation',
+           'read_idrid_grading', 'read_idrid', 'read_ddr_grading', 'read_voc_boxes', 'parse_xml', 'read_ddr_lesions',
+           'read_ddr', 'confidence_rank', 'read_diaretdb1_xml', 'rasterise_region', 'expert_masks', 'consensus_masks',
+           'mask_cache_dir', 'mask_cache_key', 'cached_mask', 'clear_mask_cache', 'read_diaretdb1', 'read_eophtha',
+           'yolo_to_boxes', 'read_yolo', 'split_by_seed', 'read_idrid_boxes', 'limit_train', 'detect_layout',
+           'read_dataset']
 
 # %% ../../nbs/02_data.formats.ipynb #392e6ffe
 class DatasetError(ValueError):
@@ -347,12 +349,13 @@ def read_ddr_grading(path:Path, # DDR root (holding `DR_grading`)
 def read_voc_boxes(f:Path, # a Pascal VOC .xml file
                    types=LESION_TYPES, # object names accepted
                   )->tuple:
-    "(file name, boxes) of a Pascal VOC annotation; boxes as `[type, xmin, ymin, xmax, ymax]`."
+    "(file name, boxes) of a Pascal VOC annotation; boxes as `[type, xmin, ymin, xmax, ymax]`, names matched in any case."
     root = parse_xml(f)
-    boxes = []
+    boxes,canon = [],{t.lower():t for t in types}
     for o in root.iter('object'):
-        name,bb = (o.findtext('name') or '').strip(), o.find('bndbox')
-        if name not in types: raise DatasetError(f, f"object name {name!r} is not one of {list(types)}")
+        raw,bb = (o.findtext('name') or '').strip(), o.find('bndbox')
+        name = canon.get(raw.lower())   # DDR's own files say 'ex', 'he', 'ma', 'se'
+        if name is None: raise DatasetError(f, f"object name {raw!r} is not one of {list(types)} (in any case)")
         if bb is None: raise DatasetError(f, f"object {name} has no bndbox")
         try: x0,y0,x1,y1 = (float(bb.findtext(k)) for k in ('xmin','ymin','xmax','ymax'))
         except (TypeError, ValueError): raise DatasetError(f, f"object {name} has a bndbox without numeric xmin/ymin/xmax/ymax") from None
@@ -410,47 +413,60 @@ def read_ddr(path:Path, on_error:str='raise', check_images:bool=False)->pd.DataF
 # %% ../../nbs/02_data.formats.ipynb #4d181ebc
 DIARETDB1_TYPES = {'Red_small_dots': 'MA', 'Haemorrhages': 'HE', 'Hard_exudates': 'EX', 'Soft_exudates': 'SE', 'Disc': 'OD'}
 "DiaretDB1 marking types drnb keeps, and their drnb type (IRMA, Neovascularisation and Fundus_area are not kept)."
-CONFIDENCE_LEVELS = {'low': 1, 'moderate': 2, 'high': 3}
-"DiaretDB1's confidence levels, in order."
+CONFIDENCE_LEVELS = {'low': 1, 'medium': 2, 'high': 3}
+"DiaretDB1's confidence levels (the files say Low, Medium, High), in order."
+CONFIDENCE_ALIASES = {'moderate': 'medium'}
+"Other spellings `confidence_rank` accepts for a level."
+
+def confidence_rank(level:str)->int:
+    "Rank of a DiaretDB1 confidence level: 1 Low, 2 Medium, 3 High (any case; 'Moderate' means Medium); `ValueError` otherwise."
+    l = str(level).strip().lower(); l = CONFIDENCE_ALIASES.get(l, l)
+    if l not in CONFIDENCE_LEVELS: raise ValueError(f"confidence level {level!r} is not one of High, Medium, Low")
+    return CONFIDENCE_LEVELS[l]
 
 def _xy(txt, f):
     try: x,y = (float(v) for v in txt.split(','))
     except (AttributeError, ValueError): raise DatasetError(f, f"bad coords2d {txt!r}; expected 'x,y'") from None
     return x,y
 
+def _num(e, f, what):
+    try: return float(e.text)
+    except (AttributeError, TypeError, ValueError): raise DatasetError(f, f"{what} {getattr(e, 'text', None)!r} is not a number") from None
+
 def _region(m, f):
     "(kind, parameters) of the one region of marking element `m`."
     if (c := m.find('circleregion')) is not None:
-        return 'circle', (_xy(c.findtext('centroid/coords2d'), f), float(c.findtext('radius')))
+        return 'circle', (_xy(c.findtext('centroid/coords2d'), f), _num(c.find('radius'), f, 'circle radius'))
     if (e := m.find('ellipseregion')) is not None:
-        radii = e.findall('radius')
-        if len(radii) != 2: raise DatasetError(f, f"ellipseregion needs two radius elements, found {len(radii)}")
-        d = radii[0].get('direction')
-        angle = float(e.findtext('rotation')) if e.find('rotation') is not None else (np.degrees(np.arctan2(*_xy(d, f)[::-1])) if d else 0.)
-        return 'ellipse', (_xy(e.findtext('centroid/coords2d'), f), (float(radii[0].text), float(radii[1].text)), angle)
-    if (p := m.find('polygonregion')) is not None:
+        radii = {r.get('direction', '').strip().lower(): r for r in e.findall('radius')}
+        if set(radii) != {'x', 'y'}: raise DatasetError(f, f'ellipseregion needs <radius direction="x"> and <radius direction="y">, found directions {sorted(radii)}')
+        if e.find('angle') is None: raise DatasetError(f, f"ellipseregion without an <angle>")
+        return 'ellipse', (_xy(e.findtext('centroid/coords2d'), f), (_num(radii['x'], f, 'ellipse radius'), _num(radii['y'], f, 'ellipse radius')),
+                           _num(e.find('angle'), f, 'ellipse angle'))
+    if (p := m.find('polygonregion')) is not None:   # its own <centroid> child is not a corner
         return 'polygon', [_xy(c.text, f) for c in p.findall('coords2d')]
     raise DatasetError(f, f"marking without a circle, ellipse or polygon region")
 
 def read_diaretdb1_xml(f:Path)->list:
-    "Markings of one expert's DiaretDB1 file: dicts of `type` (DiaretDB1's name), `confidence`, `region`."
+    "Markings of one expert's DiaretDB1 file: dicts of `type` (DiaretDB1's name), `confidence` (High, Medium, Low), `region`."
     root,out = parse_xml(f),[]
-    for m in root.iter('marking'):
-        try: out.append(dict(type=(m.findtext('markingtype') or '').strip(), confidence=(m.findtext('confidencelevel') or '').strip(),
-                             region=_region(m, f)))
-        except (TypeError, ValueError) as e: raise DatasetError(f, f"bad marking ({e})") from None
+    for i,m in enumerate(root.iter('marking'), 1):
+        conf = (m.findtext('confidencelevel') or '').strip()
+        try: confidence_rank(conf)
+        except ValueError as e: raise DatasetError(f, f"marking {i}: {e}") from None
+        out.append(dict(type=(m.findtext('markingtype') or '').strip(), confidence=conf, region=_region(m, f)))
     return out
 
 # %% ../../nbs/02_data.formats.ipynb #255fa229
 def rasterise_region(region:tuple, # (kind, parameters) from `read_diaretdb1_xml`
                      shape:tuple, # (height, width) of the image
                     )->np.ndarray:
-    "Bool mask of one circle, ellipse or polygon region."
+    "Bool mask of one circle, ellipse (angle counter-clockwise as displayed) or polygon region."
     m,(kind,prm) = np.zeros(shape, np.uint8),region
     if kind == 'circle':
         (x,y),r = prm; cv2.circle(m, (round(x), round(y)), max(round(r), 0), 1, -1)
-    elif kind == 'ellipse':
-        (x,y),(a,b),ang = prm; cv2.ellipse(m, (round(x), round(y)), (max(round(a),0), max(round(b),0)), ang, 0, 360, 1, -1)
+    elif kind == 'ellipse':   # cv2 turns clockwise on the displayed image (y points down): negate DiaretDB1's angle
+        (x,y),(a,b),ang = prm; cv2.ellipse(m, (round(x), round(y)), (max(round(a),0), max(round(b),0)), -ang, 0, 360, 1, -1)
     elif kind == 'polygon':
         cv2.fillPoly(m, [np.round(np.array(prm)).astype(np.int32).reshape(-1, 1, 2)], 1)
     else: raise ValueError(f"unknown region kind {kind!r}")
@@ -458,14 +474,14 @@ def rasterise_region(region:tuple, # (kind, parameters) from `read_diaretdb1_xml
 
 def expert_masks(markings:list, # from `read_diaretdb1_xml`
                  shape:tuple, # (height, width)
-                 min_confidence:str|None=None, # keep only markings at or above 'Low', 'Moderate' or 'High'
+                 min_confidence:str|None=None, # keep only markings at or above 'Low', 'Medium' or 'High' (see `confidence_rank`)
                 )->dict:
     "One expert's bool mask per drnb type (union of their regions of that type)."
-    lo = CONFIDENCE_LEVELS[min_confidence.lower()] if min_confidence else 0
+    lo = confidence_rank(min_confidence) if min_confidence else 0
     out = {}
     for mk in markings:
         t = DIARETDB1_TYPES.get(mk['type'])
-        if t is None or CONFIDENCE_LEVELS.get(mk['confidence'].lower(), 0) < lo: continue
+        if t is None or confidence_rank(mk['confidence']) < lo: continue
         out[t] = out.get(t, np.zeros(shape, bool)) | rasterise_region(mk['region'], shape)
     return out
 
@@ -476,6 +492,46 @@ def consensus_masks(experts:list, # one dict of masks per expert, from `expert_m
     "Consensus bool mask per type: pixels at least `k` experts marked."
     types = sorted({t for e in experts for t in e}, key=MASK_TYPES.index)
     return {t:sum(e.get(t, np.zeros(shape, bool)).astype(np.uint8) for e in experts) >= k for t in types}
+
+# %% ../../nbs/02_data.formats.ipynb #c3a9d0b2
+MASK_CACHE_VERSION = 1
+"Bumped when the way a derived mask is computed changes, so old cached files are no longer used."
+
+def mask_cache_dir(*parts)->Path:
+    "Folder of the masks drnb derives (one sub-folder per reader), inside `data_path`."
+    return data_path('mask_cache', *parts)
+
+def mask_cache_key(sources:list, # the files a mask is made from
+                   **params, # the reading parameters that change the mask
+                  )->str:
+    "Key of a derived mask: the sources' resolved paths, sizes and modification times, and the parameters."
+    h = hashlib.sha1(f'drnb-mask-v{MASK_CACHE_VERSION}'.encode())
+    for s in sources:
+        p = Path(s).resolve(); st = p.stat()
+        h.update(f'{p}|{st.st_size}|{st.st_mtime_ns}\n'.encode())
+    h.update(repr(sorted(params.items())).encode())
+    return h.hexdigest()[:16]
+
+def cached_mask(path:Path, # where the mask file goes (its name should carry a `mask_cache_key`)
+                make, # function returning the bool mask; called only when the file is not there yet
+               )->Path:
+    "`path`, first writing the mask `make()` returns there (as a 0/255 PNG, atomically) when it is not there yet."
+    path = Path(path)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f'.{path.stem}.{os.getpid()}.tmp.png')
+        Image.fromarray(np.asarray(make(), bool).astype(np.uint8)*255).save(tmp); os.replace(tmp, path)
+    return path
+
+def clear_mask_cache(reader:str|None=None, # 'diaretdb1' or 'eophtha'; default: every reader's masks
+                     folder:Path|None=None, # the cache folder (default: `mask_cache_dir()`)
+                    )->int:
+    "Delete derived masks drnb cached; returns the number of files removed."
+    d = Path(folder) if folder is not None else mask_cache_dir()
+    d = d/reader if reader else d
+    if not d.is_dir(): return 0
+    n = sum(1 for p in d.rglob('*') if p.is_file())
+    shutil.rmtree(d); return n
 
 # %% ../../nbs/02_data.formats.ipynb #cf933e92
 def _ddb1_lists(root):
@@ -498,32 +554,43 @@ def _ddb1_lists(root):
 
 def read_diaretdb1(path:Path, # folder holding ddb1_v02_01 (or ddb1_v02_01 itself)
                    k:int=2, # consensus: pixels marked by at least k experts
-                   min_confidence:str|None=None, # only markings at or above 'Low', 'Moderate' or 'High'
-                   mask_dir:Path|None=None, # where consensus masks are written (default: data_path('diaretdb1', ...))
+                   min_confidence:str|None=None, # only markings at or above 'Low', 'Medium' or 'High'
+                   mask_dir:Path|None=None, # mask cache folder (default: `mask_cache_dir('diaretdb1')`)
                    on_error:str='raise', check_images:bool=False)->pd.DataFrame:
-    "Record table of DiaretDB1 v2.1 with consensus masks of the four experts (no DR grade)."
+    "Record table of DiaretDB1 v2.1 with consensus masks of the four experts (no DR grade), cached once per source and parameters."
     path,problems,rows = Path(path),Problems(on_error),[]
+    conf = [n for n,r in CONFIDENCE_LEVELS.items() if r == confidence_rank(min_confidence)][0] if min_confidence else None
     d,items = _ddb1_lists(path)
     if not items: raise DatasetError(path, f"no ddb1_v02_01 split lists or images/ + groundtruth/ (not a DiaretDB1 folder)")
-    tag = f"k{k}" + (f"_{min_confidence.lower()}" if min_confidence else '')
-    out = Path(mask_dir) if mask_dir else data_path('diaretdb1', tag)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(mask_dir) if mask_dir else mask_cache_dir('diaretdb1')
     for split,img,xmls,listed in items:
         if not img.is_file(): problems(img, f"listed image is missing (listed in {listed})"); continue
+        missing = [x for x in xmls if not x.is_file()]
+        if missing: problems(missing[0], f"expert file of {img.name} is missing (listed in {listed})"); continue
         try: w,h = image_size(img)
         except Exception as e: problems(img, f"corrupt or truncated image ({type(e).__name__}: {e})"); continue
-        try: experts = [expert_masks(read_diaretdb1_xml(x), (h, w), min_confidence) for x in xmls]
+        try: experts = [expert_masks(read_diaretdb1_xml(x), (h, w), conf) for x in xmls]
         except DatasetError as e: problems.error(e); continue
+        key = mask_cache_key([img, *xmls], k=k, min_confidence=conf)
         cons,masks = consensus_masks(experts, (h, w), k),{}
         for t in MASK_TYPES:
             if t == 'OD' and t not in cons: continue
-            p = out/f'{img.stem}_{t}.png'
-            Image.fromarray(cons.get(t, np.zeros((h, w), bool)).astype(np.uint8)*255).save(p); masks[t] = p
+            masks[t] = cached_mask(out/f'{img.stem}_{key}_{t}.png', lambda t=t: cons.get(t, np.zeros((h, w), bool)))
         rows.append(record(img, 'diaretdb1', split, masks=masks, n_experts=len(xmls)))
     return finish_records(rows, f'DiaretDB1 at {path.name}', problems, check_images, extra=('n_experts',))
 
 # %% ../../nbs/02_data.formats.ipynb #bd55506b
-def _eophtha_set(d, t, problems, mask_dir):
+def _eophtha_mask(m, t, lesion_values, out):
+    "(mask file whose non-zero pixels are lesion, {value: pixel count} of the annotation's non-zero values)."
+    with Image.open(m) as im: a = np.asarray(im)
+    if a.ndim == 3: a = a.max(-1)
+    vals,counts = np.unique(a, return_counts=True)
+    found = {int(v):int(n) for v,n in zip(vals, counts) if v}
+    if set(found) <= set(lesion_values): return m, found
+    key = mask_cache_key([m], lesion_values=tuple(sorted(lesion_values)))
+    return cached_mask(out/m.parent.name/f'{m.stem}_{key}_{t}.png', lambda: np.isin(a, lesion_values)), found
+
+def _eophtha_set(d, t, problems, mask_dir, lesion_values):
     "Records of one e-ophtha set folder `d` (e_optha_MA or e_optha_EX) for lesion type `t`."
     rows,ann = [],d/f'Annotation_{t}'
     for folder in (t, 'healthy'):
@@ -532,23 +599,26 @@ def _eophtha_set(d, t, problems, mask_dir):
             if folder == t:
                 m = next((p for p in [ann/patient/f'{img.stem}{s}{e}' for s in ('', f'_{t}') for e in ('.png','.PNG')] if p.is_file()), None)
                 if m is None: problems(img, f"no {t} annotation in {ann.name}/{patient}/ (expected {img.stem}.png or {img.stem}_{t}.png)"); continue
+                try: m,values = _eophtha_mask(m, t, lesion_values, Path(mask_dir)/d.name)
+                except Exception as e: problems(m, f"unreadable {t} mask ({type(e).__name__}: {e})"); continue
             else:
-                m = Path(mask_dir)/d.name/patient/f'{img.stem}_{t}.png'
-                if not m.is_file():
-                    m.parent.mkdir(parents=True, exist_ok=True)
-                    w,h = image_size(img); Image.fromarray(np.zeros((h, w), np.uint8)).save(m)
-            rows.append(record(img, f'eophtha_{t.lower()}', patient=patient, masks={t: m}, lesion_free=folder == 'healthy'))
+                key,values = mask_cache_key([img]),{}
+                def empty(img=img): w,h = image_size(img); return np.zeros((h, w), bool)
+                try: m = cached_mask(Path(mask_dir)/d.name/patient/f'{img.stem}_{key}_{t}.png', empty)
+                except Exception as e: problems(img, f"corrupt or truncated image ({type(e).__name__}: {e})"); continue
+            rows.append(record(img, f'eophtha_{t.lower()}', patient=patient, masks={t: m}, lesion_free=folder == 'healthy', mask_values=values))
     return rows
 
 def read_eophtha(path:Path, # e_optha_MA, e_optha_EX, or their parent
-                 mask_dir:Path|None=None, # where the empty masks of healthy images are written (default: data_path('eophtha'))
+                 mask_dir:Path|None=None, # mask cache folder (default: `mask_cache_dir('eophtha')`)
+                 lesion_values:tuple=(255,), # annotation values that are lesion (the real MA masks also hold 200, undocumented)
                  on_error:str='raise', check_images:bool=False)->pd.DataFrame:
-    "Record table of e-ophtha MA and/or EX: lesion masks, and empty masks for the healthy images."
+    "Record table of e-ophtha MA and/or EX: lesion masks (`lesion_values` only), empty masks for healthy images, `mask_values` found."
     path,problems,rows = Path(path),Problems(on_error),[]
     sets = [(d, d.name[-2:]) for d in ([path] if path.name in ('e_optha_MA','e_optha_EX') else [path/'e_optha_MA', path/'e_optha_EX']) if d.is_dir()]
     if not sets: raise DatasetError(path, f"no e_optha_MA or e_optha_EX folder")
-    for d,t in sets: rows += _eophtha_set(d, t, problems, mask_dir or data_path('eophtha'))
-    return finish_records(rows, f'e-ophtha at {path.name}', problems, check_images, extra=('lesion_free',))
+    for d,t in sets: rows += _eophtha_set(d, t, problems, mask_dir or mask_cache_dir('eophtha'), tuple(lesion_values))
+    return finish_records(rows, f'e-ophtha at {path.name}', problems, check_images, extra=('lesion_free', 'mask_values'))
 
 # %% ../../nbs/02_data.formats.ipynb #196d725b
 YOLO_NAMES = dict(optic_disc='OD', optic_disk='OD', od='OD', hard_exudates='EX', hard_exudate='EX', exudates='EX', ex='EX',
@@ -674,7 +744,7 @@ def detect_layout(path:Path)->str:
     path = Path(path)
     if not path.is_dir(): raise DatasetError(path, f"not a folder")
     found = [n for n,(_,test) in LAYOUTS.items() if test(path)]
-    if not found: raise DatasetError(path, f"no known dataset layout found; expected one of {list(LAYOUTS)} (see datasets.md)")
+    if not found: raise DatasetError(path, f"no known dataset layout found; expected one of {list(LAYOUTS)} (each is described in drnb.data.formats, the notebook nbs/02_data.formats.ipynb)")
     return found[0]
 
 def read_dataset(path_or_name, # a dataset folder, or 'idrid_boxes'
