@@ -476,7 +476,7 @@ def clpi_cam(head, x, target):
                 w, = torch.autograd.grad(head.score(z).sum(), z)
         return m.cam(x, w)
 
-# %% ../../nbs/11_models.clpi.ipynb #f7cfb7bc
+# %% ../../nbs/11_models.clpi.ipynb #3fa2abbe
 from ..methods import Method, Param, register_method
 register_method(Method('clpi', clpi_learner, data=clpi_data, fit=fit_clpi, predict=grade_probs, heatmap='clpi_lesions',
     params=dict(grid=Param(16, 'patch grid cells per side'), thr=Param(0., 'share of a cell a lesion must cover to label it'),

@@ -645,7 +645,7 @@ def collab_lesion_maps(head, x, target, lesion:str|None=None):
     "Zhou et al.: segmenter G's lesion probabilities (max over lesion types unless `lesion`)"
     with torch.no_grad(): return _pick(_collab_model(head.model).lesion_maps(x), lesion)
 
-# %% ../../nbs/12_models.collab.ipynb #c04656b5
+# %% ../../nbs/12_models.collab.ipynb #79d580bf
 from ..methods import Method, Param, register_method
 register_method(Method('collab', collab_learner, data=collab_data, fit=fit_collab, predict=grade_probs, heatmap='collab_attention',
     params=dict(attention=Param(True, 'learned lesion attention (False: the attention is G\'s maps)'),

@@ -522,7 +522,7 @@ def fundus_tensors(records:pd.DataFrame, # a record table
         boxes.append([[types[l - 1], *((c + 1)*size/2 for c in b)] for b, l in zip(xy.tolist(), lab.tolist())])
     return dict(x=x, y=y, masks=m, boxes=boxes)
 
-# %% ../../nbs/13_models.mining.ipynb #4225b87f
+# %% ../../nbs/13_models.mining.ipynb #73eab515
 from ..methods import Method, Param, register_method
 register_method(Method('mining', mining_learner, data=mining_data, fit=fit_mining, predict=grade_probs, heatmap='mining',
     params=dict(lam=Param(0., 'weight of the heatmap sparsity term (0: the plain base net)'),

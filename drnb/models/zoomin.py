@@ -592,7 +592,7 @@ def ablation_results(folder, # where `nbs/results/zoomin/run_ablation.py` wrote 
                 gain=pd.DataFrame({f"{s} - M": {m: gain(w[m][s] - w[m]["M"]) for m in mets} for s in ("A", "C") if (mets[0], s) in w}).T,
                 coverage=cover("localisation.csv"), chance=cover("random_coverage.csv"))
 
-# %% ../../nbs/10_models.zoomin.ipynb #3b3da748
+# %% ../../nbs/10_models.zoomin.ipynb #d956e269
 from ..methods import Method, Param, register_method
 register_method(Method('zoomin', zoomin_learner, data=zoomin_data, fit=fit_zoomin, predict=grade_probs, heatmap='zoomin_attention', boxes=zoom_boxes,
     params=dict(n_crops=Param(4, 'crops C-Net sees per image'),

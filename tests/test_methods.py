@@ -1,0 +1,59 @@
+"The Method protocol through the runner: a method's own parameters from the command line, saved runs that reload and predict as they evaluated."
+import json, subprocess, sys
+from pathlib import Path
+import pytest, torch
+from drnb.methods import get_method, load_run, method_names
+from drnb.runner import resolve_dataset
+
+SMALL = ['-p', 'dataset', 'synthetic:tiny', '-p', 'image_size', '64', '-p', 'epochs', '1', '-p', 'batch_size', '8',
+         '-p', 'max_train', '16', '-p', 'n_heatmaps', '1']
+
+def drnb(*args): return subprocess.run([sys.executable, '-m', 'drnb.cli', *args], capture_output=True, text=True)
+
+@pytest.fixture(scope='module')
+def zoomin_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('runs')
+    r = drnb('run', '-p', 'method', 'zoomin', '-p', 'n_crops', '8', '-p', 'zoom', '3', *SMALL, '--out', str(out))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (d,) = [p.parent for p in out.glob('*/run.json')]
+    return d
+
+def test_a_method_parameter_from_the_command_line_reaches_the_run_and_the_saved_model(zoomin_run):
+    assert json.loads((zoomin_run/'params.json').read_text())['n_crops'] == 8
+    info = json.loads((zoomin_run/'run.json').read_text())
+    assert info['method_params']['n_crops'] == 8 and info['method_params']['zoom'] == 3
+    assert json.loads((zoomin_run/'metrics.json').read_text())['params']['n_crops'] == 8
+    learn = load_run(zoomin_run, 'cpu')
+    assert learn.model.n_crops == 8
+    assert learn.model.zoom_boxes(torch.zeros(1, 3, 256, 256)).shape == (1, 8, 4)   # what the explorer draws
+
+def test_zoom_sets_the_twin_the_model_sees(zoomin_run):
+    recs = resolve_dataset('synthetic:tiny')
+    learn = load_run(zoomin_run, 'cpu')
+    x, twin, _ = learn.dls.test_dl(recs[recs.split == 'test'].head(2).to_dict('records'), with_labels=True).one_batch()
+    assert x.shape[-1] == 64 and twin.shape[-1] == 192           # zoom 3 in the run
+    m, tr = get_method('zoomin'), recs[recs.split != 'test']
+    for zoom in (2, 4):
+        b = m.dataloaders(tr, 64, 'resnet18', bs=4, device='cpu', num_workers=0, zoom=zoom).one_batch()
+        assert b[1].shape[-1] == 64*zoom
+
+def test_load_run_predicts_what_the_run_evaluated(zoomin_run):
+    recs = resolve_dataset('synthetic:tiny')
+    learn = load_run(zoomin_run, 'cpu')
+    p, y = learn.method.predict(learn, learn.dls.test_dl(recs[recs.split == 'test'].to_dict('records'), with_labels=True))
+    ref = torch.load(zoomin_run/'test_probs.pth', weights_only=True)
+    torch.testing.assert_close(p, ref['probs'], atol=1e-5, rtol=0)
+    assert torch.equal(y, ref['grades'])
+
+def test_an_unknown_or_ill_typed_method_parameter_names_the_method_and_lists_its_parameters(tmp_path):
+    r = drnb('run', '-p', 'method', 'zoomin', '-p', 'n_krops', '8', *SMALL, '--out', str(tmp_path))
+    assert r.returncode == 2 and "method 'zoomin'" in r.stderr and 'n_crops: int = 4' in r.stderr and 'stages' in r.stderr, r.stderr
+    r = drnb('run', '-p', 'method', 'clpi', '-p', 'lam', 'lots', *SMALL, '--out', str(tmp_path))
+    assert r.returncode == 2 and "parameter 'lam'" in r.stderr and 'expected float' in r.stderr, r.stderr
+    assert not list(tmp_path.iterdir())                                   # nothing ran
+
+def test_drnb_methods_lists_every_method_and_one_methods_parameters():
+    r = drnb('methods')
+    assert r.returncode == 0 and all(f'{n}:' in r.stdout for n in method_names())
+    r = drnb('methods', 'clpi')
+    assert 'loss: str' in r.stdout and 'one of ce, nl' in r.stdout
