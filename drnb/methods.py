@@ -166,9 +166,10 @@ def grade_probs(learn:Learner, # a trained learner
 
 @patch
 def predict(self:Method, learn:Learner, dl=None)->tuple:
-    "(probs, grades) of `learn` over `dl` with the method's own prediction."
+    "(probs, grades) of `learn` over `dl` with the method's own prediction, as plain float and long CPU tensors."
     learn.model.eval()
-    return (self._predict or grade_probs)(learn, dl)
+    p,y = (self._predict or grade_probs)(learn, dl)
+    return torch.as_tensor(p).as_subclass(Tensor).float().cpu(), torch.as_tensor(y).as_subclass(Tensor).reshape(-1).long().cpu()
 
 # %% ../nbs/07_methods.ipynb #6f9881ea
 METHODS = {}

@@ -14,7 +14,8 @@ from .report import leaderboard, leaderboard_markdown, plot_leaderboard
 # %% auto #0
 __all__ = ['CHECKS', 'CONFIG_KEYS', 'SMOKE', 'TRAIN_DEFAULTS', 'TEMPLATE', 'ExperimentError', 'template_params',
            'resolve_dataset', 'check', 'check_params', 'run_name', 'run_status', 'run_experiment', 'result_row',
-           'grid_runs', 'collect_results', 'sweep', 'read_config', 'check_config', 'run_config', 'train', 'demo']
+           'grid_runs', 'collect_results', 'sweep', 'read_config', 'config_runs', 'check_config', 'run_config', 'train',
+           'demo']
 
 # %% ../nbs/30_runner.ipynb #89e8f6f1
 class ExperimentError(ValueError):
@@ -67,7 +68,7 @@ def resolve_dataset(name:str, # 'synthetic:<preset>', 'idrid_boxes', or a folder
         p = idrid_boxes_path()   # raises with directions when absent
         if check_only: return None
         from drnb.data.formats import read_idrid_boxes
-        return read_idrid_boxes(p)
+        return read_idrid_boxes(p, weak_label=True)      # grade = the weak label 'lesions annotated' as 0 / 2
     p = Path(name).expanduser()
     if not p.exists(): raise ExperimentError(f"dataset folder {p} does not exist (give synthetic:<preset>, idrid_boxes or a folder)")
     if check_only: return None
@@ -207,15 +208,15 @@ def collect_results(out:str|Path)->pd.DataFrame:
     return pd.DataFrame(rows)
 
 def sweep(template:str|Path, # the experiment template
-          grid:dict, # {parameter: values}
+          grid:dict|list, # {parameter: values}, or a list of parameter dicts (one per run)
           out:str|Path, # sweep folder: run folders + results.csv
           base:dict|None=None, # parameters shared by all runs
           skip_done:bool=True, # skip runs that already finished
           progress:bool=True, # print one line per run
          )->pd.DataFrame:
-    "Run every combination of `grid`; return (and write to `out`/results.csv) the results table."
+    "Run every combination of `grid` (or every run of a list); return (and write to `out`/results.csv) the results table."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    runs = grid_runs(grid, base)
+    runs = grid_runs(grid, base) if isinstance(grid, dict) else [{**(base or {}), **p} for p in grid]
     for p in runs: check_params(template, p)          # every bad parameter is reported before anything runs
     for i,p in enumerate(runs):
         row = run_experiment(template, p, out, skip_done=skip_done)
@@ -224,7 +225,7 @@ def sweep(template:str|Path, # the experiment template
     return collect_results(out)
 
 # %% ../nbs/30_runner.ipynb #b3e56ab0
-CONFIG_KEYS = ('template', 'out', 'results', 'base', 'grid', 'doc')
+CONFIG_KEYS = ('template', 'out', 'results', 'base', 'arms', 'grid', 'doc')
 "Keys a config may have."
 SMOKE = dict(dataset='synthetic:tiny', epochs=1, image_size=64, batch_size=8, max_train=16, n_heatmaps=2, pretrained=False)
 "What `run_config(smoke=True)` overrides: the smallest run that goes through every cell of the template."
@@ -242,13 +243,24 @@ def read_config(path:str|Path)->dict:
     spec['template'] = (p.parent/spec['template']).resolve() if spec.get('template') else TEMPLATE
     spec['out'] = runs_path(spec['out']) if spec.get('out') and not Path(spec['out']).is_absolute() else Path(spec.get('out') or runs_path(p.parent.name))
     if spec.get('results'): spec['results'] = p.parent/spec['results']
-    spec.setdefault('base', {}); spec.setdefault('grid', {})
+    spec.setdefault('base', {}); spec.setdefault('grid', {}); spec.setdefault('arms', {})
+    axes = spec['arms'] if isinstance(spec['arms'], list) else [spec['arms']]
+    if not all(isinstance(a, dict) and all(isinstance(v, dict) or v is None for v in a.values()) for a in axes):
+        raise ExperimentError(f"{p}: 'arms' must map arm names to parameter dicts (or be a list of such maps)")
     return spec
+
+def config_runs(spec:dict)->list:
+    "Every run of a read config: each arm (one per axis, combined across axes) crossed with the grid, over `base`; `arm` names it."
+    axes = spec['arms'] if isinstance(spec['arms'], list) else [spec['arms']]
+    arms = [('', {})]
+    for ax in axes:
+        if ax: arms = [(f"{n0} / {n}" if n0 else str(n), {**p0, **(p or {})}) for n0,p0 in arms for n,p in ax.items()]
+    return [{**p, 'arm': name} if name else p for name,arm in arms for p in grid_runs(spec['grid'], {**spec['base'], **arm})]
 
 def check_config(path:str|Path)->int:
     "Check the parameters of every grid point of a config; return how many runs it has."
     c = read_config(path)
-    runs = grid_runs(c['grid'], c['base'])
+    runs = config_runs(c)
     for p in runs:
         try: check_params(c['template'], p)
         except ExperimentError as e: raise ExperimentError(f"{path}: {e}") from None
@@ -260,12 +272,11 @@ def run_config(path:str|Path, # a config file
                progress:bool=True)->pd.DataFrame:
     "Sweep a config; copy its results table to the config's `results` file."
     c = read_config(path)
-    grid,base = c['grid'],c['base']
+    runs = config_runs(c)
     if smoke:
-        grid = {k:(v if isinstance(v, (list, tuple)) else [v])[:1] for k,v in grid.items()}
         declared = template_params(c['template'])
-        base = {**base, **{k:v for k,v in SMOKE.items() if k in declared}}
-    res = sweep(c['template'], grid, out or c['out'], base=base, progress=progress)
+        runs = [{**runs[0], **{k:v for k,v in SMOKE.items() if k in declared}}]
+    res = sweep(c['template'], runs, out or c['out'], progress=progress)
     if c.get('results') and not smoke: shutil.copy(Path(out or c['out'])/'results.csv', c['results'])
     return res
 

@@ -3,7 +3,7 @@
 images; headless Chromium (Playwright, Debian's chromium) runs all cells, changes the methods and the image slider,
 and checks that the rendered panel changes and no error output appears. The server is shut down in a finally.
 
-The helpers are reused by nbs/results/explorer/screenshot.py for the docs screenshot on a real photograph."""
+The helpers are reused by tools/explorer_screenshot.py for the docs screenshot on a real photograph."""
 import os, shutil, socket, subprocess, sys, time, secrets, urllib.request
 from contextlib import contextmanager
 from pathlib import Path

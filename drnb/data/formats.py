@@ -20,8 +20,8 @@ __all__ = ['IMAGE_EXTS', 'MESSIDOR_COLUMNS', 'IDRID_SPLITS', 'IDRID_MASK_FOLDERS
            'read_idrid_grading', 'read_idrid', 'read_ddr_grading', 'read_voc_boxes', 'parse_xml', 'read_ddr_lesions',
            'read_ddr', 'confidence_rank', 'read_diaretdb1_xml', 'rasterise_region', 'expert_masks', 'consensus_masks',
            'mask_cache_dir', 'mask_cache_key', 'cached_mask', 'clear_mask_cache', 'read_diaretdb1', 'read_eophtha',
-           'yolo_to_boxes', 'read_yolo', 'split_by_seed', 'read_idrid_boxes', 'limit_train', 'detect_layout',
-           'read_dataset']
+           'yolo_to_boxes', 'read_yolo', 'split_by_seed', 'read_idrid_boxes', 'limit_train', 'flip_grades',
+           'detect_layout', 'read_dataset']
 
 # %% ../../nbs/02_data.formats.ipynb #392e6ffe
 class DatasetError(ValueError):
@@ -700,12 +700,15 @@ def split_by_seed(keys:list, # one key per record (e.g. its image stem)
 def read_idrid_boxes(path:Path|None=None, # the idrid_boxes folder (default: `idrid_boxes_path()` from settings.ini)
                      seed:int=42, # seed of the train/valid/test split
                      valid_pct:float=0.15, test_pct:float=0.15,
-                     on_error:str='raise', check_images:bool=False)->pd.DataFrame:
+                     on_error:str='raise', check_images:bool=False,
+                     weak_label:bool=False, # also set `grade` to the weak label as a grade: 0 (no lesion annotated) or 2 (some)
+                    )->pd.DataFrame:
     "Record table of the real idrid_boxes photographs: pixel boxes (OD, EX, HE incl. microaneurysms), weak label `lesions_annotated`."
     path = Path(path) if path is not None else idrid_boxes_path()
     df = read_yolo(path, class_map=IDRID_BOXES_CLASSES, source='idrid_boxes', on_error=on_error, check_images=check_images)
     df['lesions_annotated'] = df.boxes.map(lambda bs: any(b[0] in ('EX','HE') for b in bs))
     df['split'] = split_by_seed(df.image.map(lambda p: Path(p).stem).tolist(), df.lesions_annotated.tolist(), valid_pct, test_pct, seed)
+    if weak_label: df['grade'] = 2*df['lesions_annotated'].astype(int); df.attrs['label'] = 'weak_label'
     return df
 
 # %% ../../nbs/02_data.formats.ipynb #e223a132
@@ -722,6 +725,24 @@ def limit_train(records:pd.DataFrame, # a record table with a `split` column
     keep = ~is_train
     keep[tr[:n] if seed is None else np.random.default_rng(seed).permutation(tr)[:n]] = True
     return records[keep]
+
+def flip_grades(records:pd.DataFrame, # a record table with `grade` and `split`
+                frac:float, # share of the rows of `splits` whose grade is replaced
+                seed:int=0, # seed of which rows and of the new grades
+                splits:tuple=('train',), # splits made noisy (validation and test stay clean)
+                n_grades:int=5, # grades 0 .. n_grades-1
+               )->pd.DataFrame:
+    "A copy of `records` where a seeded `frac` of the `splits` rows get another grade, drawn uniformly; `grade_clean` keeps the true one."
+    if not 0 <= frac <= 1: raise ValueError(f"flip_grades: frac must be in [0, 1], got {frac}")
+    df = records.copy(); df['grade_clean'] = df['grade']
+    if not frac: return df
+    rows = np.flatnonzero(df['split'].isin(splits).to_numpy() & df['grade'].notna().to_numpy())
+    rng = np.random.default_rng(1000 + seed)
+    pick = rng.permutation(rows)[:int(round(frac*len(rows)))]
+    g = df['grade'].to_numpy().astype(float)
+    g[pick] = (g[pick] + rng.integers(1, n_grades, len(pick))) % n_grades
+    df['grade'] = g
+    return df
 
 # %% ../../nbs/02_data.formats.ipynb #01089364
 def _has(p, *names): return any((p/n).exists() for n in names)

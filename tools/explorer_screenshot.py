@@ -1,5 +1,5 @@
 """Screenshot of the heatmap explorer in JupyterLab (headless Chromium) on real idrid_boxes photographs with their boxes,
-two methods side by side: writes explorer.png beside this file (shown in nbs/22_interpret.explorer.ipynb).
+two methods side by side: writes nbs/results/explorer/explorer.png (shown in nbs/22_interpret.explorer.ipynb).
 
 The model is an ImageNet-pretrained EfficientNet-Lite0 body (weights shipped with drnb) with an untrained 5-grade
 head: the heatmaps show where ImageNet features respond, not a DR grader's evidence. The figure shows the tool.
@@ -7,12 +7,13 @@ head: the heatmaps show where ImageNet features respond, not a DR grader's evide
 Data: IDRiD images (Porwal et al. 2018, IEEE DataPort, CC BY 4.0) with CODRAS boxes (C. von Csefalvay 2019,
 CC BY-SA 4.0), found through drnb.core.idrid_boxes_path(); nothing is copied into the project.
 
-    python nbs/results/explorer/screenshot.py [--images 0001.jpg 0002.jpg] [--methods gradcam saliency]
+    python tools/explorer_screenshot.py [--images 0001.jpg 0002.jpg] [--methods gradcam saliency]
 """
 import argparse, sys, tempfile
 from pathlib import Path
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent.parent.parent/'tests'))
+ROOT = Path(__file__).resolve().parent.parent
+HERE = ROOT/'nbs'/'results'/'explorer'
+sys.path.insert(0, str(ROOT/'tests'))
 import test_explorer_browser as T   # the JupyterLab + Chromium helpers of the browser test
 
 SETUP = """import warnings; warnings.filterwarnings('ignore')
@@ -43,7 +44,7 @@ def main(images, methods, out=HERE/'explorer.png'):
                 if errs: raise RuntimeError(f"error output: {errs}")
                 page.locator('.drnb-explorer').screenshot(path=str(out))
             finally: b.close()
-    print(f"wrote {out.relative_to(HERE.parent.parent.parent)}")
+    print(f"wrote {out.relative_to(ROOT)}")
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
