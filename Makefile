@@ -54,7 +54,10 @@ test:
 docs: venv
 	$(PY) tools/build_docs.py
 
+# benchmarks are only right on a quiet machine: the 1-minute load is printed first, with a warning above 1.5
 bench: venv
+	@load=$$(cut -d' ' -f1 /proc/loadavg); echo "make bench: 1-minute load $$load before starting"; \
+	if awk "BEGIN{exit !($$load > 1.5)}"; then echo "make bench: WARNING: load $$load > 1.5, figures taken now are wrong (stop other jobs first)"; fi
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lab: venv

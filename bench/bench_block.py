@@ -75,7 +75,7 @@ def main():
           f"{len(records)} synthetic 1024 px images ({origin}); 512 px views, batch 16, {nw} workers")
     rows = []
     def add(metric, value, unit, setting):
-        rows.append(dict(metric=metric, value=round(value, 3), unit=unit, setting=setting)); print(f"{metric:<34} {value:8.3f} {unit:<10} {setting}", flush=True)
+        rows.append(dict(metric=metric, value=round(value, 3), unit=unit, setting=setting, load_1min=round(os.getloadavg()[0], 2))); print(f"{metric:<34} {value:8.3f} {unit:<10} {setting}", flush=True)
     loader_rate(records, len(records)//16, num_workers=nw, cache=True)     # one epoch fills the view cache (and warms the file system)
     add('dataloader, grade', loader_rate(records, a.batches, num_workers=nw), 'batches/s', f'{nw} workers, decode 1024 px PNG each item, augment')
     add('dataloader, grade, cached views', loader_rate(records, a.batches, num_workers=nw, cache=True), 'batches/s', f'{nw} workers, resized views cached on disk')

@@ -47,7 +47,7 @@ def bench(arch, size, bs, steps):
     return dict(arch=arch, size=size, batch=bs, steps=steps, threads=torch.get_num_threads(),
                 alone_s=round(med['alone'], 3), clpi_s=round(med['clpi'], 3), ratio=round(med['clpi']/med['alone'], 2),
                 clpi_half_grade_s=round(med['clpi_half'], 3), ratio_half_grade=round(med['clpi_half']/med['alone'], 2),
-                machine=platform.processor() or platform.machine())
+                machine=platform.processor() or platform.machine(), load_1min=round(os.getloadavg()[0], 2))
 
 if __name__ == '__main__':
     torch.set_num_threads(int(os.environ.get('DRNB_BENCH_THREADS', 1)))
