@@ -92,4 +92,4 @@ def main(argv:list|None=None):
         print(f"drnb {a.cmd}: {e}", file=sys.stderr); return 2
 
 # %% ../nbs/31_cli.ipynb #2163a9dd
-if __name__ == '__main__' and 'ipykernel' not in sys.modules: sys.exit(main())  # `python -m drnb.cli`, not the notebook
+if __name__ == '__main__' and not {'ipykernel', 'execnb'} & set(sys.modules): sys.exit(main())  # `python -m drnb.cli`, not the notebook

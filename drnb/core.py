@@ -17,7 +17,7 @@ from fastcore.basics import store_attr
 __all__ = ['SETTINGS_SPEC', 'DEFAULT_SETTINGS', 'IDRID_BOXES_HELP', 'GRADES', 'LESION_TYPES', 'MASK_TYPES', 'LESION_NAMES',
            'RECORD_COLUMNS', 'SettingsError', 'parse_setting', 'find_settings', 'Settings', 'load_settings',
            'get_settings', 'get_device', 'seed_everything', 'idrid_boxes_path', 'data_path', 'runs_path', 'referable',
-           'abnormal', 'check_records']
+           'abnormal', 'check_records', 'find_model']
 
 # %% ../nbs/00_core.ipynb #ee8060e8
 SETTINGS_SPEC = dict(
@@ -224,3 +224,16 @@ def check_records(df, # a record table
             if len(b) != 5 or b[0] not in MASK_TYPES or not (b[1] <= b[3] and b[2] <= b[4]):
                 raise ValueError(f"{what}: bad box {b!r} for {r['image']}: expected [type, x0, y0, x1, y1] with type in {MASK_TYPES} and x0<=x1, y0<=y1")
     return df
+
+# %% ../nbs/00_core.ipynb #fcea6195
+def find_model(learn_or_model, # a fastai `Learner` (anything with `.model`) or an `nn.Module`
+               cls:type|None=None, # the network type wanted: the model itself or its first submodule of this type
+              )->torch.nn.Module:
+    "The network of `learn_or_model` (unwrapped from `.module` wrappers such as DDP), or its first part of type `cls`; a `TypeError` saying what was given otherwise."
+    m = learn_or_model if isinstance(learn_or_model, torch.nn.Module) else getattr(learn_or_model, 'model', None)
+    if not isinstance(m, torch.nn.Module): raise TypeError(f"expected a fastai Learner or an nn.Module, got {type(learn_or_model).__name__}")
+    while isinstance(getattr(m, 'module', None), torch.nn.Module) and type(m).__name__ in ('DistributedDataParallel', 'DataParallel'): m = m.module
+    if cls is None or isinstance(m, cls): return m
+    found = next((s for s in m.modules() if isinstance(s, cls)), None)
+    if found is None: raise TypeError(f"{type(m).__name__} holds no {cls.__name__}")
+    return found

@@ -16,8 +16,9 @@ from .core import get_device, LESION_TYPES
 
 # %% auto #0
 __all__ = ['METHODS', 'BUILTIN', 'RUN_FILES', 'MethodError', 'Param', 'builtins_type', 'convert_param', 'fit_one_cycle', 'Method',
-           'params_help', 'grade_probs', 'register_method', 'get_method', 'method_names', 'available_methods',
-           'baseline_learner', 'EpochCheckpoint', 'fit_resumable', 'save_run', 'placeholder_records', 'load_run']
+           'params_help', 'LossTerm', 'grade_probs', 'register_method', 'get_method', 'method_names',
+           'available_methods', 'baseline_learner', 'EpochCheckpoint', 'fit_resumable', 'save_run',
+           'placeholder_records', 'load_run']
 
 # %% ../nbs/07_methods.ipynb #bdd03ce1
 class MethodError(ValueError):
@@ -153,6 +154,34 @@ def fit(self:Method, learn:Learner, epochs:int, lr:float|None=None, **params):
     p = self.resolve(params)
     fn = self._fit or fit_one_cycle
     return fn(learn, epochs, lr, **_route(fn, p))
+
+# %% ../nbs/07_methods.ipynb #c917e0b7
+from fastai.metrics import Metric
+from fastai.torch_core import find_bs
+
+class LossTerm(Metric):
+    "fastai metric: the batch-size-weighted mean of one loss term over the batches where it was computed (None otherwise)."
+    def __init__(self, term:str, # key (or attribute) of the term
+                 name:str|None=None, # the metric's column (default: `term`)
+                 source:str='loss_func.terms', # where the terms live: an attribute path from the learner to a dict or an object
+                ): store_attr(); self.reset()
+    def reset(self): self.total,self.count = 0.,0
+    def _value(self, learn):
+        src = learn
+        for a in self.source.split('.'): src = getattr(src, a, None)
+        v = src.get(self.term) if isinstance(src, dict) else getattr(src, self.term, None)
+        return None if v is None else float(torch.as_tensor(v).detach().float().mean())
+    def accumulate(self, learn):
+        v = self._value(learn)
+        if v is None: return
+        bs = find_bs(learn.yb) if len(learn.yb) else 1
+        self.total += v*bs; self.count += bs
+    @property
+    def value(self): return self.total/self.count if self.count else None
+    @property
+    def name(self): return self.name_ or self.term
+    @name.setter
+    def name(self, v): self.name_ = v
 
 # %% ../nbs/07_methods.ipynb #6e55b206
 def grade_probs(learn:Learner, # a trained learner

@@ -12,7 +12,7 @@ from torch import Tensor
 from fastcore.basics import store_attr
 from captum.attr import (Attribution, LayerAttribution, Saliency, IntegratedGradients, NoiseTunnel,
                          GuidedBackprop, DeepLift, Occlusion, LayerGradCam, GuidedGradCam)
-from ..core import GRADES, referable, abnormal, get_settings
+from ..core import GRADES, referable, abnormal, get_settings, find_model
 
 # %% auto #0
 __all__ = ['TARGET_SCORES', 'REDUCTIONS', 'ATTRIBUTIONS', 'FORWARD_PIXELS', 'model_logits', 'referable_score', 'abnormal_score',
@@ -290,10 +290,8 @@ def feature_layer(learn_or_model, # a fastai `Learner` or an `nn.Module`
 
 # %% ../../nbs/20_interpret.attribution.ipynb #c123b54a
 def _model_of(learn_or_model):
-    if isinstance(learn_or_model, nn.Module): return learn_or_model
-    m = getattr(learn_or_model, 'model', None)
-    if not isinstance(m, nn.Module): raise TypeError(f"attribute: expected a fastai Learner or an nn.Module, got {type(learn_or_model).__name__}")
-    return m
+    try: return find_model(learn_or_model)
+    except TypeError as e: raise TypeError(f"attribute: {e}") from None
 
 def model_device(learn_or_model)->torch.device:
     "The device of the model's parameters (or buffers; else `learn.dls.device`; else CPU)."

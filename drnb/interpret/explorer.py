@@ -12,7 +12,7 @@ from fastcore.basics import store_attr, patch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.lines import Line2D
-from ..core import GRADES, LESION_TYPES, MASK_TYPES, get_settings
+from ..core import GRADES, LESION_TYPES, MASK_TYPES, get_settings, find_model
 from ..data.block import load_view, lesion_masks, view_boxes
 from ..metrics import MetricWarning, to_np
 from .attribution import ATTRIBUTIONS, attribute, model_logits, model_device
@@ -126,7 +126,7 @@ def item_input(image:np.ndarray, # (H,W,3) uint8 view
     return (x - m)/s
 
 # %% ../../nbs/22_interpret.explorer.ipynb #863c86f5
-def _model_of(m): return m if isinstance(m, nn.Module) else m.model
+def _model_of(m): return find_model(m)
 def _name(m): return type(getattr(m, 'model', m)).__name__
 
 def as_models(learn_or_models)->dict:

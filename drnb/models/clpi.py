@@ -13,15 +13,16 @@ from fastai.callback.schedule import fit_one_cycle
 from fastai.callback.core import Callback
 from fastai.losses import CrossEntropyLossFlat
 from fastai.torch_core import apply_init
-from ..core import LESION_TYPES, GRADES
+from ..core import LESION_TYPES, GRADES, find_model
+from ..methods import LossTerm
 from .backbones import create_backbone
 from ..interpret.attribution import register_attribution
 
 # %% auto #0
 __all__ = ['box_cover', 'patch_grid', 'conv_bn_mish', 'LesionNet', 'lesion_attention', 'fuse_size', 'ClpiModel', 'patch_loss',
-           'NegativeLearningLoss', 'grade_loss', 'ClpiCallback', 'ClpiTerm', 'LesionPretrain', 'clpi_learner',
-           'fit_clpi', 'clpi_data', 'record_grid', 'clpi_tensors', 'unlabel_patches', 'TensorBatches', 'tensor_dls',
-           'grade_probs', 'patch_probs', 'patch_auc', 'clpi_lesions', 'clpi_cam']
+           'NegativeLearningLoss', 'grade_loss', 'ClpiCallback', 'LesionPretrain', 'clpi_learner', 'fit_clpi',
+           'clpi_data', 'record_grid', 'clpi_tensors', 'unlabel_patches', 'TensorBatches', 'tensor_dls', 'grade_probs',
+           'patch_probs', 'patch_auc', 'clpi_lesions', 'clpi_cam']
 
 # %% ../../nbs/11_models.clpi.ipynb #27696eba
 def box_cover(boxes:list, # `[type, x0, y0, x1, y1]` in pixels (x1, y1 exclusive edges)
@@ -194,7 +195,7 @@ def grade_loss(kind:str='ce', # 'ce' cross-entropy, 'nl' negative learning
 
 # %% ../../nbs/11_models.clpi.ipynb #dd39015d
 class ClpiCallback(Callback):
-    "Joint loss: grade_weight * (the Learner's grade loss) + lam * patch cross-entropy; each term kept for `ClpiTerm`."
+    "Joint loss: grade_weight * (the Learner's grade loss) + lam * patch cross-entropy; each term kept for `LossTerm`."
     order = -5
     def __init__(self, lam:float=1., # weight of the patch-level loss
                  grade_weight:float=1., # weight of the grade loss (0 while the lesion net is pre-trained)
@@ -215,20 +216,6 @@ class ClpiCallback(Callback):
         self.grade,self.patch = g.detach(),p.detach()
         self.learn.loss_grad = (self.grade_weight * g if self.grade_weight else 0.) + self.lam * p
         self.learn.loss = self.learn.loss_grad.detach().clone()
-
-class ClpiTerm(Metric):
-    "fastai metric: one term of the joint loss ('grade' or 'patch'), averaged over the batches weighted by their size."
-    def __init__(self, term:str): self.term = term
-    def reset(self): self.total,self.count = 0.,0
-    def accumulate(self, learn):
-        v = getattr(learn.clpi, self.term)
-        if v is None: return
-        bs = len(learn.yb[0]) if len(learn.yb) else 1
-        self.total += float(v) * bs; self.count += bs
-    @property
-    def value(self): return self.total / self.count if self.count else None
-    @property
-    def name(self): return f'{self.term}_loss'
 
 # %% ../../nbs/11_models.clpi.ipynb #08b41fb4
 class LesionPretrain(Callback):
@@ -275,7 +262,7 @@ def clpi_learner(dls, # fastai DataLoaders yielding (image, grade[, patch grid])
     model = ClpiModel(arch, size, grade_size, grid, types, pretrained=pretrained, detach=detach, lesion_arch=lesion_arch)
     pw = None if patch_weight is None else torch.as_tensor(patch_weight, dtype=torch.float32, device=dls.device)
     cbs = [ClpiCallback(lam, patch_weight=pw)] + list(kwargs.pop('cbs', None) or [])
-    metrics = ifnone(metrics, [KappaScore(), ReferableAUC(), ClpiTerm('grade'), ClpiTerm('patch')])
+    metrics = ifnone(metrics, [KappaScore(), ReferableAUC(), *(LossTerm(t, f'{t}_loss', source='clpi') for t in ('grade', 'patch'))])
     return Learner(dls, model, loss_func=grade_loss(loss), cbs=cbs, metrics=metrics, **kwargs)
 
 def fit_clpi(learn:Learner, # from `clpi_learner`
@@ -450,10 +437,8 @@ def patch_auc(probs:Tensor, # (N,K,g,g) patch probabilities
 
 # %% ../../nbs/11_models.clpi.ipynb #7b83d1b3
 def _clpi_of(model:nn.Module)->ClpiModel:
-    if isinstance(model, ClpiModel): return model
-    for m in model.modules():
-        if isinstance(m, ClpiModel): return m
-    raise TypeError(f"{type(model).__name__} holds no ClpiModel: the 'clpi_*' attribution methods need a CLPI model")
+    try: return find_model(model, ClpiModel)
+    except TypeError as e: raise TypeError(f"{e}: the 'clpi_*' attribution methods need a CLPI model") from None
 
 @register_attribution('clpi_lesions', reduce='sum')
 def clpi_lesions(head, x, target, lesion:str|None=None):

@@ -16,7 +16,8 @@ from fastai.learner import Learner, Metric
 from fastai.layers import ConvLayer, NormType
 from fastai.torch_core import find_bs, params
 import fastai.callback.schedule  # Learner.fit_one_cycle
-from ..core import LESION_TYPES, GRADES, get_device, get_settings
+from ..core import LESION_TYPES, GRADES, get_device, get_settings, find_model
+from ..methods import LossTerm
 from .backbones import create_backbone, backbone_stats
 from ..metrics import quadratic_kappa, lesion_aupr
 from ..interpret.attribution import register_attribution
@@ -24,10 +25,10 @@ from ..interpret.attribution import register_attribution
 # %% auto #0
 __all__ = ['STEPS', 'LOSS_TERMS', 'PHASES', 'mark_masks', 'CollabDataset', 'box_masks', 'records_dataset', 'collab_dataloaders',
            'collab_data', 'LesionSegmenter', 'LesionAttentiveGrader', 'LesionDiscriminator', 'CollabModel',
-           'pseudo_masks', 'supervised_seg_loss', 'grade_loss', 'CollabLoss', 'LossTerm', 'GradeKappa',
-           'labelled_indices', 'labelled_loader', 'CollabPhase', 'ValidateAtEnd', 'SegPretrain', 'GraderTrain',
-           'CollabFinetune', 'collab_splitter', 'collab_learner', 'phase_epochs', 'fit_collab', 'collab_outputs',
-           'grade_probs', 'collab_metrics', 'collab_attention', 'collab_lesion_maps']
+           'pseudo_masks', 'supervised_seg_loss', 'grade_loss', 'CollabLoss', 'GradeKappa', 'labelled_indices',
+           'labelled_loader', 'CollabPhase', 'ValidateAtEnd', 'SegPretrain', 'GraderTrain', 'CollabFinetune',
+           'collab_splitter', 'collab_learner', 'phase_epochs', 'fit_collab', 'collab_outputs', 'grade_probs',
+           'collab_metrics', 'collab_attention', 'collab_lesion_maps']
 
 # %% ../../nbs/12_models.collab.ipynb #fba86dcc
 def mark_masks(n:int, # number of training images
@@ -358,20 +359,6 @@ class CollabLoss:
         return loss
 
 # %% ../../nbs/12_models.collab.ipynb #5b58a2f7
-class LossTerm(Metric):
-    "Mean of `CollabLoss.terms[term]` over the batches where it was computed."
-    def __init__(self, term:str): self.term = term
-    def reset(self): self.total,self.count = 0.,0
-    def accumulate(self, learn):
-        v = getattr(learn.loss_func, 'terms', {}).get(self.term)
-        if v is None: return
-        bs = find_bs(learn.yb)
-        self.total += float(v.detach())*bs; self.count += bs
-    @property
-    def value(self): return self.total/self.count if self.count else float('nan')
-    @property
-    def name(self): return self.term
-
 class GradeKappa(Metric):
     "Quadratic weighted kappa of the grades predicted in validation (images with unknown grade left out)."
     def reset(self): self.preds,self.targs = [],[]
@@ -625,10 +612,7 @@ def collab_metrics(learn:Learner, # from `collab_learner`
 
 # %% ../../nbs/12_models.collab.ipynb #8149cf75
 def _collab_model(m):
-    if isinstance(m, CollabModel): return m
-    for c in m.modules():
-        if isinstance(c, CollabModel): return c
-    raise TypeError(f"{type(m).__name__} holds no CollabModel")
+    return find_model(m, CollabModel)
 
 def _pick(a, lesion, types=LESION_TYPES):
     if lesion is None: return a.amax(1, keepdim=True)

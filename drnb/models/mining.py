@@ -8,7 +8,7 @@ from functools import partial
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
-from ..core import GRADES, LESION_TYPES   # first: it silences a torch warning fastai's import triggers
+from ..core import GRADES, LESION_TYPES, find_model   # first: it silences a torch warning fastai's import triggers
 from torch import Tensor
 from scipy import ndimage
 from fastcore.basics import store_attr, ifnone, listify
@@ -16,6 +16,7 @@ from fastcore.meta import delegates
 from fastai.learner import Learner, Metric
 from fastai.callback.core import Callback
 import fastai.callback.schedule  # patches Learner.fit_one_cycle
+from ..methods import LossTerm
 from fastai.losses import MSELossFlat
 from fastai.torch_core import find_bs, params
 from ..metrics import DEFAULT_THRESHOLDS, KappaScore, ReferableAUC, roc_auc, to_np
@@ -27,9 +28,9 @@ from ..interpret.evaluate import froc_curve, froc_score, heatmap_peaks
 __all__ = ['FUNDUS_STATS', 'RULES', 'RULE_ACTIVATIONS', 'RULE_POOLS', 'RMSPool', 'conv_lrelu', 'OOBody', 'oo_spec', 'MiningNet',
            'mining_model', 'regression_probs', 'BackwardRule', 'get_rule', 'layer_slope', 'activation_backward',
            'pool_backward', 'RuleState', 'backward_rule', 'clear_backward_rules', 'rule_gradient', 'mining_sensitivity',
-           'mining_heatmap', 'heatmap_l1', 'HeatmapSparsity', 'HeatmapL1', 'mining_splitter', 'mining_learner',
-           'fit_mining', 'mining_data', 'grade_probs', 'smooth_heatmaps', 'detect_lesions', 'lesion_froc_curves',
-           'lesion_type_auc', 'heatmap_lesion_metrics', 'fundus_tensors']
+           'mining_heatmap', 'heatmap_l1', 'HeatmapSparsity', 'mining_splitter', 'mining_learner', 'fit_mining',
+           'mining_data', 'grade_probs', 'smooth_heatmaps', 'detect_lesions', 'lesion_froc_curves', 'lesion_type_auc',
+           'heatmap_lesion_metrics', 'fundus_tensors']
 
 # %% ../../nbs/13_models.mining.ipynb #c125ed72
 class RMSPool(nn.Module):
@@ -360,18 +361,6 @@ class HeatmapSparsity(Callback):
     def after_cancel_batch(self): self._exit()
     def after_fit(self): self._exit()
 
-class HeatmapL1(Metric):
-    "fastai metric `heat_l1`: mean heatmap L1 norm per image over the validation set, as `HeatmapSparsity` measured it."
-    def reset(self): self.total, self.count = 0., 0
-    def accumulate(self, learn):
-        v = getattr(getattr(learn, 'heatmap_sparsity', None), 'batch_l1', None)
-        if v is None: return
-        bs = find_bs(learn.yb); self.total += float(v)*bs; self.count += bs
-    @property
-    def value(self): return self.total/self.count if self.count else None
-    @property
-    def name(self): return 'heat_l1'
-
 # %% ../../nbs/13_models.mining.ipynb #d7861e35
 def mining_splitter(m:MiningNet)->list:
     "Parameter groups: the body, then the output layer."
@@ -396,7 +385,7 @@ def mining_learner(dls, # fastai DataLoaders yielding (image in [0,1], grade as 
     cbs = listify(kwargs.pop('cbs', None))
     if lam:
         cbs.append(HeatmapSparsity(lam, rule, start))
-        metrics.append(HeatmapL1())
+        metrics.append(LossTerm('batch_l1', 'heat_l1', source='heatmap_sparsity'))
     learn = Learner(dls, model, metrics=metrics, cbs=cbs, splitter=mining_splitter, **kwargs)
     if pretrained or weights is not None: learn.freeze()
     return learn

@@ -15,7 +15,8 @@ from fastai.torch_core import apply_init, find_bs
 from fastai.learner import Learner, Metric
 from fastai.callback.core import Callback
 from fastai.callback.schedule import combined_cos
-from ..core import GRADES, get_settings
+from ..core import GRADES, get_settings, find_model
+from ..methods import LossTerm
 from ..metrics import KappaScore, ReferableAUC
 from .backbones import create_backbone, backbone_stats
 from ..interpret.attribution import register_attribution, referable_score, abnormal_score
@@ -23,7 +24,7 @@ from ..interpret.evaluate import box_coverage
 
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_TERMS', 'STAGE_PARTS', 'STAGE_SHARE', 'spatial_softmax', 'fov_cells', 'ANet', 'attention_peaks',
-           'peak_boxes', 'twin_boxes', 'crop_twin', 'ZoomInNet', 'ZoomInLoss', 'LossTerm', 'ZoomCrop', 'ZoomStaging',
+           'peak_boxes', 'twin_boxes', 'crop_twin', 'ZoomInNet', 'ZoomInLoss', 'ZoomCrop', 'ZoomStaging',
            'zoomin_splitter', 'zoomin_learner', 'fit_zoomin', 'zoom_attention', 'zoom_boxes', 'attention_boxes',
            'boxes_heatmap', 'boxes_coverage', 'zoom_coverage', 'zoomin_attention', 'grade_probs', 'zoomin_data',
            'lesion_views', 'ablation_results']
@@ -276,21 +277,6 @@ class ZoomInLoss:
     def decodes(self, x:Tensor)->Tensor: return x.argmax(dim=-1)
     def __repr__(self): return f"ZoomInLoss(weights={self.weights})"
 
-# %% ../../nbs/10_models.zoomin.ipynb #ef645a3b
-class LossTerm(Metric):
-    "fastai metric: the mean over the validation set of one term (`m`, `a` or `c`) of `ZoomInLoss` (None when not computed)."
-    def __init__(self, term:str): self.term = term; self.reset()
-    def reset(self): self.total,self.count = 0., 0
-    def accumulate(self, learn):
-        t = getattr(learn.loss_func, 'terms', {}).get(self.term)
-        if t is None: return
-        bs = find_bs(learn.yb)
-        self.total += t.float().mean().item()*bs; self.count += bs
-    @property
-    def value(self): return self.total/self.count if self.count else None
-    @property
-    def name(self): return f'loss_{self.term}'
-
 # %% ../../nbs/10_models.zoomin.ipynb #4a47d851
 class ZoomCrop(Callback):
     "In the training loop: take the twin out of the batch, and after M/A's forward pass turn attention into boxes, crop the twin there and run C-Net."
@@ -413,7 +399,7 @@ def zoomin_learner(dls, # fastai DataLoaders; inputs (image, twin) or image alon
     norm = first(t for t in getattr(getattr(dls, 'after_batch', None), 'fs', []) if isinstance(t, Normalize))
     stats = (norm.mean.flatten().tolist(), norm.std.flatten().tolist()) if norm is not None else ((0., 0., 0.), (1., 1., 1.))
     model = ZoomInNet(arch, n_out, n_crops, crop_size, zoom, c_arch, pretrained, **{'stats': stats, 'residual': residual, 'att_stride': att_stride, **(model_kwargs or {})})
-    if metrics is None: metrics = ([KappaScore(), ReferableAUC()] if n_out == len(GRADES) else []) + [LossTerm(k) for k in ('m', 'a', 'c')]
+    if metrics is None: metrics = ([KappaScore(), ReferableAUC()] if n_out == len(GRADES) else []) + [LossTerm(k, f'loss_{k}') for k in ('m', 'a', 'c')]
     return Learner(dls, model, loss_func=ZoomInLoss(loss_weights), metrics=metrics, splitter=zoomin_splitter,
                    cbs=[ZoomCrop(), *listify(cbs)], **kwargs)
 
@@ -442,8 +428,7 @@ def fit_zoomin(learn:Learner, # from `zoomin_learner`
 
 # %% ../../nbs/10_models.zoomin.ipynb #07af9c0f
 def _model_and_device(learn_or_model):
-    m = learn_or_model.model if isinstance(learn_or_model, Learner) else learn_or_model
-    if not isinstance(m, ZoomInNet): raise TypeError(f"expected a Zoom-in-Net learner or ZoomInNet, got {type(m).__name__}")
+    m = find_model(learn_or_model, ZoomInNet)
     return m, next(m.parameters()).device
 
 @torch.no_grad()
@@ -576,7 +561,7 @@ def lesion_views(records:pd.DataFrame, # record table (`image`, `boxes`)
     return torch.stack(xs), gts
 
 # %% ../../nbs/10_models.zoomin.ipynb #da7d8e6f
-def ablation_results(folder, # where `nbs/results/zoomin/run_ablation.py` wrote ablation_runs.csv (and localisation.csv, ablation_config.json)
+def ablation_results(folder, # where the ablation (made by `run_ablation.py` at ee52eaa, before the runner) wrote ablation_runs.csv (and localisation.csv, ablation_config.json)
                     )->dict:
     "A run of the ablation: `settings`, `runs`, `summary` (mean ± std over seeds per model), `gain` (each stage minus M-Net, paired by seed), `coverage` of lesions by the top-k boxes and its `chance` floor."
     import json
