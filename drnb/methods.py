@@ -16,7 +16,7 @@ from .core import get_device, LESION_TYPES
 
 # %% auto #0
 __all__ = ['METHODS', 'BUILTIN', 'RUN_FILES', 'MethodError', 'Param', 'builtins_type', 'convert_param', 'fit_one_cycle', 'Method',
-           'params_help', 'LossTerm', 'grade_probs', 'register_method', 'get_method', 'method_names',
+           'params_help', 'TrainParts', 'LossTerm', 'grade_probs', 'register_method', 'get_method', 'method_names',
            'available_methods', 'baseline_learner', 'EpochCheckpoint', 'fit_resumable', 'save_run',
            'placeholder_records', 'load_run']
 
@@ -154,6 +154,40 @@ def fit(self:Method, learn:Learner, epochs:int, lr:float|None=None, **params):
     p = self.resolve(params)
     fn = self._fit or fit_one_cycle
     return fn(learn, epochs, lr, **_route(fn, p))
+
+# %% ../nbs/07_methods.ipynb #ddcd3905
+from .core import find_model
+
+class TrainParts(Callback):
+    "Base of phased training: only some parts of the model get gradients; what it changed comes back after the fit, a cancel or an error."
+    def save_parts(self, modes:bool=True, # also save (and restore) every module's train/eval mode
+                  ):
+        "Remember every parameter's `requires_grad` (and module mode) before the phases change them."
+        m = self._parts_model = find_model(self.learn)
+        self._parts_saved = dict(grad=[(p, p.requires_grad) for p in m.parameters()],
+                                 modes=[(x, x.training) for x in m.modules()] if modes else [])
+    def train_only(self, parts:list, # modules whose parameters train
+                  ):
+        "Gradients for the parameters of `parts` alone; the others' stale gradients are dropped."
+        on = {id(p) for mod in parts for p in mod.parameters()}
+        for p in self._parts_model.parameters():
+            p.requires_grad_(id(p) in on)
+            if id(p) not in on: p.grad = None
+    def eval_others(self, parts:list, # modules that train
+                    among:list, # the modules to set: those in `parts` train, the others evaluate
+                   ):
+        "Frozen parts in eval mode (batch-norm statistics, dropout), training parts in train mode, while the model trains."
+        if not self._parts_model.training: return
+        for mod in among: mod.train(any(mod is q for q in parts))
+    def restore_parts(self):
+        "Give back every saved `requires_grad` (and mode); a no-op when nothing is saved."
+        s = getattr(self, '_parts_saved', None)
+        if s is None: return
+        for p,g in s['grad']: p.requires_grad_(g)
+        for x,t in s['modes']: x.training = t
+        self._parts_saved = None
+    def after_cancel_fit(self): self.restore_parts()
+    def after_fit(self): self.restore_parts()
 
 # %% ../nbs/07_methods.ipynb #c917e0b7
 from fastai.metrics import Metric

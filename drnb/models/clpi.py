@@ -14,7 +14,7 @@ from fastai.callback.core import Callback
 from fastai.losses import CrossEntropyLossFlat
 from fastai.torch_core import apply_init
 from ..core import LESION_TYPES, GRADES, find_model
-from ..methods import LossTerm
+from ..methods import LossTerm, TrainParts
 from .backbones import create_backbone
 from ..interpret.attribution import register_attribution
 
@@ -218,22 +218,20 @@ class ClpiCallback(Callback):
         self.learn.loss = self.learn.loss_grad.detach().clone()
 
 # %% ../../nbs/11_models.clpi.ipynb #08b41fb4
-class LesionPretrain(Callback):
+class LesionPretrain(TrainParts):
     "During this fit train the lesion net alone: grading net frozen (and in eval mode), grade term off; all restored after."
     order = ClpiCallback.order + 1
     def before_fit(self):
-        m = self.learn.model
-        self.saved = [(p, p.requires_grad) for mod in (m.grader, m.fuse, m.fc) for p in mod.parameters()]
-        for p,_ in self.saved: p.requires_grad_(False)
+        m = find_model(self.learn, ClpiModel)
+        self.save_parts(modes=False)
+        self.train_only([mod for mod in m.children() if not any(mod is g for g in (m.grader, m.fuse, m.fc))])
         self.weight = self.learn.clpi.grade_weight; self.learn.clpi.grade_weight = 0.
     def before_train(self):
-        for mod in (self.learn.model.grader, self.learn.model.fuse): mod.eval()
-    def _restore(self):
-        if getattr(self, 'saved', None) is None: return
-        for p,rg in self.saved: p.requires_grad_(rg)
-        self.learn.clpi.grade_weight,self.saved = self.weight,None
-    def after_cancel_fit(self): self._restore()
-    def after_fit(self): self._restore()
+        m = find_model(self.learn, ClpiModel)
+        for mod in (m.grader, m.fuse): mod.eval()
+    def restore_parts(self):
+        if getattr(self, '_parts_saved', None) is None: return
+        super().restore_parts(); self.learn.clpi.grade_weight = self.weight
 
 # %% ../../nbs/11_models.clpi.ipynb #59da64fe
 def _input_size(dls):

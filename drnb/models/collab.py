@@ -17,7 +17,7 @@ from fastai.layers import ConvLayer, NormType
 from fastai.torch_core import find_bs, params
 import fastai.callback.schedule  # Learner.fit_one_cycle
 from ..core import LESION_TYPES, GRADES, get_device, get_settings, find_model
-from ..methods import LossTerm
+from ..methods import LossTerm, TrainParts
 from .backbones import create_backbone, backbone_stats
 from ..metrics import quadratic_kappa, lesion_aupr
 from ..interpret.attribution import register_attribution
@@ -398,7 +398,7 @@ def _cycle(dl):
     while True: yield from dl
 
 # %% ../../nbs/12_models.collab.ipynb #671a947f
-class CollabPhase(Callback):
+class CollabPhase(TrainParts):
     "One training phase of Zhou et al.: the networks stepped in turn (like `FixedGANSwitcher`) and the batches they get."
     run_after = TrainEvalCallback
     def __init__(self, phase:str, # 'seg', 'grade' or 'collab'
@@ -417,8 +417,8 @@ class CollabPhase(Callback):
     def before_fit(self):
         m = self.learn.model
         if not isinstance(m, CollabModel): raise TypeError(f"CollabPhase needs a CollabModel, got {type(m).__name__}")
-        self._saved = dict(grad=[(p, p.requires_grad) for p in m.parameters()], step=m.step, loss_step=self.learn.loss_func.step,
-                           flags=(m.pseudo, m.adversarial), train=self.learn.dls.train)
+        self.save_parts(modes=False)
+        self._saved = dict(step=m.step, loss_step=self.learn.loss_func.step, flags=(m.pseudo, m.adversarial), train=self.learn.dls.train)
         m.pseudo,m.adversarial = (self.pseudo, self.adversarial) if self.phase == 'collab' else (False, False)
         if self.phase == 'seg': self.learn.dls.train = labelled_loader(self.learn.dls.train)
         if self.phase == 'collab':
@@ -430,7 +430,7 @@ class CollabPhase(Callback):
     def switch(self, step:str):
         "Train `step`'s network only; switch model and loss to `step`."
         self.active = step
-        for name,net in self.learn.model.networks().items(): net.requires_grad_(name == step)
+        self.train_only([self.learn.model.networks()[step]])
         self.learn.model.switch(step); self.learn.loss_func.switch(step)
 
     def before_train(self): self.switch(self.schedule[self.i % len(self.schedule)])
@@ -438,7 +438,8 @@ class CollabPhase(Callback):
 
     def before_batch(self):
         if not self.training: return
-        for name,net in self.learn.model.networks().items(): net.train(name == self.active)
+        nets = self.learn.model.networks()
+        self.eval_others([nets[self.active]], list(nets.values()))
         if self.phase != 'collab' or self.active == 'grade': return
         xl,_,ml,*kl = next(self._lab)
         kl = kl[0] if kl else torch.ones(ml.shape[:2], dtype=torch.bool, device=ml.device)
@@ -465,7 +466,7 @@ class CollabPhase(Callback):
     def _restore(self):
         s = getattr(self, '_saved', None)
         if s is None: return
-        for p,rg in s['grad']: p.requires_grad_(rg)
+        self.restore_parts()
         m = self.learn.model
         m.switch(s['step']); self.learn.loss_func.switch(s['loss_step']); m.pseudo,m.adversarial = s['flags']
         self.learn.dls.train = s['train']

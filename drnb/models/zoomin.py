@@ -16,7 +16,7 @@ from fastai.learner import Learner, Metric
 from fastai.callback.core import Callback
 from fastai.callback.schedule import combined_cos
 from ..core import GRADES, get_settings, find_model
-from ..methods import LossTerm
+from ..methods import LossTerm, TrainParts
 from ..metrics import KappaScore, ReferableAUC
 from .backbones import create_backbone, backbone_stats
 from ..interpret.attribution import register_attribution, referable_score, abnormal_score
@@ -310,7 +310,7 @@ def _stage_plan(stages, epochs, lrs, lr):
     if len(lrs) != len(stages): raise ValueError(f"{len(lrs)} learning rates for {len(stages)} stages")
     return stages, epochs, lrs
 
-class ZoomStaging(Callback):
+class ZoomStaging(TrainParts):
     "Train stage after stage inside one fit: only the stage's parts get gradients (the rest frozen, BN in eval), a one-cycle lr per stage; restored after the fit."
     order = -5
     def __init__(self, stages=('M', 'A', 'C'), # stages in order, from `STAGES`
@@ -323,8 +323,8 @@ class ZoomStaging(Callback):
         store_attr('pct_start,div,div_final')
 
     def before_fit(self):
-        m = self._model = self.learn.model     # kept: fastai detaches the callback when a fit fails
-        self.saved = dict(stage=m.stage, grad=[p.requires_grad for p in m.parameters()], training=[x.training for x in m.modules()])
+        m = self._model = find_model(self.learn, ZoomInNet)     # kept: fastai detaches the callback when a fit fails
+        self.save_parts(); self.saved_stage = m.stage
         total = self.n_epoch*len(self.dls.train)
         self.ends = np.cumsum(self.epochs)/sum(self.epochs)*total
         self.starts = np.r_[0, self.ends[:-1]]
@@ -333,20 +333,15 @@ class ZoomStaging(Callback):
 
     def _set(self, i:int):
         "Switch to stage `i`: freeze everything, unfreeze its parts, drop stale gradients."
-        m = self.learn.model
+        m = self._model
         self.current = i; m.set_stage(self.stages[i])
-        train = {p for mod in m.stage_modules(self.stages[i]) for p in mod.parameters()}
-        for p in m.parameters():
-            p.requires_grad_(p in train)
-            if p not in train: p.grad = None
+        self.train_only(m.stage_modules(self.stages[i]))
         self._frozen_eval()
 
     def _frozen_eval(self):
         "While training, the stage's parts run in train mode, frozen parts in eval mode (BatchNorm statistics and dropout untouched)."
-        m = self.learn.model
-        if not m.training: return
-        on = m.stage_modules(m.stage)
-        for n in STAGE_PARTS['joint']: getattr(m, n).train(getattr(m, n) in on)
+        m = self._model
+        self.eval_others(m.stage_modules(m.stage), m.stage_modules('joint'))
 
     def before_train(self): self._frozen_eval()
     def before_batch(self):
@@ -362,13 +357,10 @@ class ZoomStaging(Callback):
     def after_fit(self): self.restore()
     def restore(self, failed:bool=False): # the fit stopped on an error (stage restored as after a cancel)
         "Give the parameters back their `requires_grad`, the modules their mode; keep the last stage unless the fit was cancelled or failed."
-        if getattr(self, 'saved', None) is None: return
+        if getattr(self, '_parts_saved', None) is None: return
         if failed: self.cancelled = True
-        m,s = self._model,self.saved
-        for p,g in zip(m.parameters(), s['grad']): p.requires_grad_(g)
-        for x,t in zip(m.modules(), s['training']): x.training = t
-        m.set_stage(s['stage'] if self.cancelled or self.current is None else self.stages[self.current])
-        self.saved = None
+        self.restore_parts()
+        self._model.set_stage(self.saved_stage if self.cancelled or self.current is None else self.stages[self.current])
 
 # %% ../../nbs/10_models.zoomin.ipynb #9d8f70bd
 def zoomin_splitter(model:ZoomInNet)->list:
