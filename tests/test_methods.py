@@ -57,3 +57,10 @@ def test_drnb_methods_lists_every_method_and_one_methods_parameters():
     assert r.returncode == 0 and all(f'{n}:' in r.stdout for n in method_names())
     r = drnb('methods', 'clpi')
     assert 'loss: str' in r.stdout and 'one of ce, nl' in r.stdout
+
+def test_the_explorer_draws_a_zoomin_nets_own_boxes():
+    "The explorer asks the model for `zoom_boxes`: a real ZoomInNet has them (it had none before)."
+    from drnb.interpret.explorer import zoom_source
+    from drnb.models.zoomin import ZoomInNet
+    f = zoom_source(ZoomInNet('resnet18').eval())
+    assert f is not None and f(torch.zeros(2, 3, 128, 128)).shape == (2, 4, 4)
