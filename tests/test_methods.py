@@ -64,3 +64,9 @@ def test_the_explorer_draws_a_zoomin_nets_own_boxes():
     from drnb.models.zoomin import ZoomInNet
     f = zoom_source(ZoomInNet('resnet18').eval())
     assert f is not None and f(torch.zeros(2, 3, 128, 128)).shape == (2, 4, 4)
+
+def test_the_explorer_offers_a_runs_own_heatmap_and_uses_its_square(zoomin_run):
+    from drnb.interpret.explorer import Explorer
+    recs = resolve_dataset('synthetic:tiny')
+    ex = Explorer(load_run(zoomin_run, 'cpu'), recs.head(2), size=64)
+    assert ex.methods[0] == 'zoomin_attention' and ex.square == 'pad'

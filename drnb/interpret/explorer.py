@@ -231,7 +231,7 @@ class Explorer:
     "State of the heatmap explorer: which model, image, methods, target and display settings; cached heatmaps; `render()` draws the panel."
     def __init__(self, learn_or_models, # a `Learner`/`nn.Module`, or a list or dict of them
                  dataset, # a record table, or a list of images / dicts / `ExplorerItem`s (see `as_items`)
-                 methods=None, # attribution methods shown side by side (default: saliency and Grad-CAM)
+                 methods=None, # attribution methods shown side by side (default: each learner's own method heatmap, saliency and Grad-CAM)
                  target='pred', # what is attributed: 'pred', a grade 0-4, 'referable' or 'abnormal'
                  size:int|None=None, # side of the views read from a record table (default: `image_size` setting)
                  stats='auto', # input (mean, std); 'auto': from the learner's `Normalize` (ImageNet's for a bare model); None: [0, 1]
@@ -243,13 +243,16 @@ class Explorer:
                  show_zoom:bool=True, # draw zoom boxes and crops when the model has them
                  tolerance:float=15, # pointing-game tolerance, view pixels
                  method_kwargs:dict|None=None, # method name -> extra arguments for `attribute`
-                 square:str='pad', # how photographs become square
+                 square:str='auto', # how photographs become square: 'pad', 'eye', or 'auto': as the loaded run was trained (`load_run`), else 'pad'
                  dpi:int=72, # resolution of the panel drawn in the app
                 ):
-        self.models,self.items = as_models(learn_or_models),as_items(dataset, size, square)
+        self.models = as_models(learn_or_models)
+        if square == 'auto': square = next((getattr(m, 'run_info', {}).get('square') for m in self.models.values() if getattr(m, 'run_info', None)), None) or 'pad'
+        self.square,self.items = square,as_items(dataset, size, square)
         if not self.items: raise ValueError("explore: the dataset holds no image")
         self.model_name = next(iter(self.models))
-        self.methods = tuple(methods) if methods is not None else tuple(m for m in DEFAULT_METHODS if m in ATTRIBUTIONS) or tuple(ATTRIBUTIONS)[:2]
+        own = [getattr(getattr(m, 'method', None), 'heatmap', None) for m in self.models.values()]   # a `drnb.methods` learner's own heatmap
+        self.methods = tuple(methods) if methods is not None else tuple(m for m in dict.fromkeys([*own, *DEFAULT_METHODS]) if m in ATTRIBUTIONS) or tuple(ATTRIBUTIONS)[:2]
         store_attr('target,stats,zoom_fn,alpha,cmap,threshold,show_gt,show_zoom,tolerance,dpi')
         self.method_kwargs = method_kwargs or {}
         self.order,self.grade_filter,self.image_idx = 'index',None,0
