@@ -484,6 +484,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'drnb.methods.convert_param': ('methods.html#convert_param', 'drnb/methods.py'),
                               'drnb.methods.fit_one_cycle': ('methods.html#fit_one_cycle', 'drnb/methods.py'),
                               'drnb.methods.fit_resumable': ('methods.html#fit_resumable', 'drnb/methods.py'),
+                              'drnb.methods.frozen_parameters': ('methods.html#frozen_parameters', 'drnb/methods.py'),
                               'drnb.methods.get_method': ('methods.html#get_method', 'drnb/methods.py'),
                               'drnb.methods.grade_probs': ('methods.html#grade_probs', 'drnb/methods.py'),
                               'drnb.methods.load_run': ('methods.html#load_run', 'drnb/methods.py'),

@@ -12,12 +12,12 @@ from fastcore.basics import store_attr, listify
 from fastai.learner import Learner
 from fastai.callback.core import Callback
 import fastai.callback.schedule  # adds Learner.fit_one_cycle
-from .core import get_device, LESION_TYPES
+from .core import get_device, find_model, LESION_TYPES
 
 # %% auto #0
 __all__ = ['METHODS', 'BUILTIN', 'RUN_FILES', 'MethodError', 'Param', 'builtins_type', 'convert_param', 'fit_one_cycle', 'Method',
-           'params_help', 'TrainParts', 'LossTerm', 'grade_probs', 'register_method', 'get_method', 'method_names',
-           'available_methods', 'baseline_learner', 'EpochCheckpoint', 'fit_resumable', 'save_run',
+           'params_help', 'frozen_parameters', 'TrainParts', 'LossTerm', 'grade_probs', 'register_method', 'get_method',
+           'method_names', 'available_methods', 'baseline_learner', 'EpochCheckpoint', 'fit_resumable', 'save_run',
            'placeholder_records', 'load_run']
 
 # %% ../nbs/07_methods.ipynb #bdd03ce1
@@ -142,11 +142,16 @@ def dataloaders(self:Method, records:pd.DataFrame, # training and validation rec
 
 @patch
 def learner(self:Method, dls, arch:str='resnet18', pretrained:bool=False, **params)->Learner:
-    "The method's `Learner` on `dls`; it knows its method (`learn.method`) and parameters (`learn.method_params`)."
+    "The method's `Learner` on `dls`, every part trainable (a pretrained body is not left frozen); it knows its method and parameters."
     p = self.resolve(params)
     learn = self._learner(dls, arch=arch, pretrained=pretrained, **_route(self._learner, p))
+    learn.unfreeze()                     # the same recipe for every method: phases may freeze parts, nothing stays frozen for a run
     learn.method,learn.method_params = self,p
     return learn
+
+def frozen_parameters(learn_or_model)->int:
+    "How many parameters of the model do not train (`requires_grad` False)."
+    return sum(p.numel() for p in find_model(learn_or_model).parameters() if not p.requires_grad)
 
 @patch
 def fit(self:Method, learn:Learner, epochs:int, lr:float|None=None, **params):

@@ -36,3 +36,17 @@ def test_nbdev_clean_keeps_the_parameters_tag(tmp_path):
     clean = Path(sys.executable).parent/'nbdev-clean'
     for c in copies: subprocess.run([str(clean), '--fname', str(c)], cwd=root, check=True)
     for c, nb in zip(copies, nbs): assert ex.template_params(c) == ex.template_params(nb), f"nbdev-clean dropped the parameters of {nb.name}"
+
+def test_two_methods_record_the_same_recipe_and_no_frozen_pretrained_body(tmp_path):
+    "The fair recipe: the same backbone, weights, view, augmentation, images and budget in every method's metrics.json; nothing frozen."
+    base = dict(dataset='synthetic:tiny', backbone='tf_efficientnet_lite0', pretrained=True, image_size=64, epochs=1, batch_size=8,
+                max_train=16, n_heatmaps=1)
+    recipes = {}
+    for method in ('baseline', 'mining'):      # both froze their pretrained body for the whole run before the Method protocol
+        row = ex.run_experiment(ex.TEMPLATE, {**base, 'method': method}, tmp_path)
+        assert row['status'] == 'ok', row['error']
+        recipes[method] = json.loads((tmp_path/row['run']/'metrics.json').read_text())['recipe']
+    assert recipes['baseline'] == recipes['mining'], recipes
+    r = recipes['baseline']
+    assert r['pretrained'] is True and r['train_images'] == 16 and r['image_size'] == 64
+    assert r['frozen_parameters_at_start'] == 0 and r['frozen_parameters_after_fit'] == 0
