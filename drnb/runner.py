@@ -357,8 +357,10 @@ TEMPLATE = Path(__file__).resolve().parent.parent/'nbs'/'experiments'/'train_eva
 def demo(out:str|Path|None=None, # demo folder (default: runs_path('demo'))
          quick:bool=False, # one method, one epoch (for tests)
          dataset:str='synthetic:demo', # the data (420 synthetic photographs, grades balanced)
+         backbone:str='tf_efficientnet_lite0', # every method's backbone (the shipped ImageNet weights)
+         pretrained:bool=True, # start from those weights
          image_size:int=128, # the model's view
-         epochs:int=3, # passes over the training data per method
+         epochs:int=3, # passes over the training data per method (see the demo's section for how it was chosen)
          seeds=(0,), # seeds per method
         )->int:
     "Run every available method on synthetic data, then write the leaderboard and key figures; 0 when all runs finished."
@@ -366,8 +368,8 @@ def demo(out:str|Path|None=None, # demo folder (default: runs_path('demo'))
     out = Path(out) if out is not None else runs_path('demo')
     methods = ['baseline'] if quick else available_methods()
     grid = dict(method=methods, seed=list(seeds))
-    base = dict(dataset=dataset, image_size=image_size, epochs=1 if quick else epochs)
-    print(f"drnb demo: {len(methods)} method(s) x {len(seeds)} seed(s) on {dataset} at {image_size} px -> {out}", flush=True)
+    base = dict(dataset=dataset, backbone=backbone, pretrained=pretrained, image_size=image_size, epochs=1 if quick else epochs)
+    print(f"drnb demo: {len(methods)} method(s) x {len(seeds)} seed(s) on {dataset}, {backbone}{' (ImageNet weights)' if pretrained else ''} at {image_size} px, {base['epochs']} epochs -> {out}", flush=True)
     t0 = time.time()
     res = sweep(TEMPLATE, grid, out, base=base)
     lb = leaderboard(res)

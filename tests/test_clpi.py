@@ -2,7 +2,8 @@
 import numpy as np, pytest, torch, torch.nn.functional as F
 from fastai.callback.core import Callback, CancelFitException
 from drnb.core import LESION_TYPES
-from drnb.models.clpi import (patch_grid, box_cover, record_grid, LesionNet, ClpiModel, lesion_attention, patch_loss,
+from drnb.data.block import patch_labels as patch_grid, box_fraction as box_cover
+from drnb.models.clpi import (record_grid, LesionNet, ClpiModel, lesion_attention, patch_loss,
                               NegativeLearningLoss, ClpiCallback, LesionPretrain, clpi_learner, fit_clpi, tensor_dls,
                               unlabel_patches, grade_probs, patch_probs, patch_auc, clpi_data)
 
@@ -85,16 +86,12 @@ def test_record_grid_pads_to_square(tmp_path):
     cv2.imwrite(str(tmp_path/'bad.png'), np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match='bad.png'): record_grid(dict(r, masks={'HE': str(tmp_path/'bad.png')}), 4)
 
-def test_agrees_with_data_block():
-    block = pytest.importorskip('drnb.data.block')
-    if not hasattr(block, 'patch_labels'): pytest.skip('drnb.data.block has no patch_labels')
-    rng = np.random.default_rng(0)
-    masks = {t: rng.random((64, 64)) < 0.01 for t in LESION_TYPES}
-    assert np.array_equal(np.asarray(block.patch_labels(masks, 8)), patch_grid(masks, 8))
-    boxes = [['HE', 3.5, 7, 20, 30], ['EX', 30, 30, 50, 41]]
-    assert np.array_equal(np.asarray(block.patch_labels(boxes, 8, 0.3, size=(64, 64))), patch_grid(boxes, 8, 0.3, size=(64, 64)))
+def test_clpi_patch_labels_are_the_data_paths():
+    "One rule for patch labels: CLPI's record grids use drnb.data.block's `patch_labels`, which the fastai PatchBlock uses too."
+    from drnb.data import block
+    from drnb.models import clpi
+    assert clpi.patch_labels is block.patch_labels and not hasattr(clpi, 'patch_grid') and not hasattr(clpi, 'box_cover')
 
-# --- gradients ----------------------------------------------------------------------------------------------------
 def _grade_grads(detach):
     torch.manual_seed(0)
     m = ClpiModel('resnet18', 64, detach=detach)

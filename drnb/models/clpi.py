@@ -19,44 +19,13 @@ from .backbones import create_backbone
 from ..interpret.attribution import register_attribution
 
 # %% auto #0
-__all__ = ['box_cover', 'patch_grid', 'conv_bn_mish', 'LesionNet', 'lesion_attention', 'fuse_size', 'ClpiModel', 'patch_loss',
-           'NegativeLearningLoss', 'grade_loss', 'ClpiCallback', 'LesionPretrain', 'clpi_learner', 'fit_clpi',
-           'clpi_data', 'record_grid', 'clpi_tensors', 'unlabel_patches', 'TensorBatches', 'tensor_dls', 'grade_probs',
-           'patch_probs', 'patch_auc', 'clpi_lesions', 'clpi_cam']
+__all__ = ['conv_bn_mish', 'LesionNet', 'lesion_attention', 'fuse_size', 'ClpiModel', 'patch_loss', 'NegativeLearningLoss',
+           'grade_loss', 'ClpiCallback', 'LesionPretrain', 'clpi_learner', 'fit_clpi', 'clpi_data', 'record_grid',
+           'clpi_tensors', 'unlabel_patches', 'TensorBatches', 'tensor_dls', 'grade_probs', 'patch_probs', 'patch_auc',
+           'clpi_lesions', 'clpi_cam']
 
 # %% ../../nbs/11_models.clpi.ipynb #27696eba
-def box_cover(boxes:list, # `[type, x0, y0, x1, y1]` in pixels (x1, y1 exclusive edges)
-              size:tuple, # (height, width) of the image
-              types:tuple=LESION_TYPES, # one channel per type; boxes of other types are left out
-             )->np.ndarray:
-    "Fraction of each pixel covered by the boxes of each type, (len(types), H, W) float32."
-    h,w = size
-    out = np.zeros((len(types), h, w), np.float32)
-    def cover(a, b, n): return np.clip(np.minimum(np.arange(1, n+1), b) - np.maximum(np.arange(n), a), 0, 1)
-    for t,x0,y0,x1,y1 in boxes:
-        if t in types: k = types.index(t); out[k] = np.maximum(out[k], np.outer(cover(y0, y1, h), cover(x0, x1, w)))
-    return out
-
-def patch_grid(masks_or_boxes, # dict {type: HxW mask}, a (K,H,W) array, or a list of boxes `[type, x0, y0, x1, y1]`
-               grid:int=16, # cells per side
-               thr:float=0., # a cell is type k when type-k pixels cover more than this fraction of it (0: any pixel)
-               size:tuple|None=None, # (height, width) of the image, needed for boxes
-               types:tuple=LESION_TYPES, # label k = types[k-1]
-              )->np.ndarray:
-    "Patch labels (grid, grid) int64: 0 = no lesion, k = the type `types[k-1]` covering most of the cell among those above `thr`."
-    m = masks_or_boxes
-    if isinstance(m, dict):
-        if not m: raise ValueError("patch_grid: an empty dict of masks gives no image size; pass an array or boxes with `size`")
-        shape = next(iter(m.values())).shape
-        m = np.stack([np.asarray(m[t], np.float32) if t in m else np.zeros(shape, np.float32) for t in types])
-    elif isinstance(m, (list, tuple)):
-        if size is None: raise ValueError("patch_grid: boxes need the image `size` (height, width)")
-        m = box_cover(m, size, types)
-    x = torch.as_tensor(np.asarray(m, np.float32))
-    if x.ndim != 3 or x.shape[0] != len(types): raise ValueError(f"patch_grid: masks of shape {tuple(x.shape)}; expected ({len(types)}, H, W), one channel per type of {types}")
-    cov = F.adaptive_avg_pool2d(x[None], grid)[0]
-    top,k = cov.max(0)
-    return torch.where(top > thr, k + 1, torch.zeros_like(k)).numpy()
+from ..data.block import box_fraction, patch_labels
 
 # %% ../../nbs/11_models.clpi.ipynb #05976cc0
 def conv_bn_mish(ni:int, nf:int, ks:int=3, stride:int=1)->nn.Sequential:
@@ -319,9 +288,9 @@ def record_grid(r:dict, # a record (row of a record table)
             if m is None: raise FileNotFoundError(f"{masks[t]}: cannot read the {t} mask of {r['image']}")
             if m.shape != tuple(shape): raise ValueError(f"{masks[t]}: {t} mask is {m.shape[::-1]} but its image {r['image']} is {tuple(shape)[::-1]}")
             cov.append(_to_square((m > 0).astype(np.float32), x0, y0, s))
-        return patch_grid(np.stack(cov), grid, thr, types=types)
+        return patch_labels(np.stack(cov), grid, thr, types=types)
     bs = [[t, a-x0, b-y0, c-x0, d-y0] for t,a,b,c,d in (r.get('boxes') or [])]
-    return patch_grid(bs, grid, thr, size=(s, s), types=types)
+    return patch_labels(bs, grid, thr, size=(s, s), types=types)
 
 def clpi_tensors(records, # a record table (or list of record dicts)
                  size:int=256, grid:int=16, thr:float=0., types:tuple=LESION_TYPES,
