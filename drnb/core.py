@@ -31,12 +31,13 @@ SETTINGS_SPEC = dict(
     batch_size       = ('posint', 'Default batch size'),
     num_workers      = ('natint', 'Default number of DataLoader worker processes'),
     seed             = ('natint', 'Default random seed'),
+    method_modules   = ('modules', 'Your own modules that register methods (comma-separated), imported when a run names a method drnb does not know'),
 )
 "Each drnb setting: its kind and its meaning."
 
 DEFAULT_SETTINGS = dict(data_path='data', runs_path='runs', idrid_boxes_path='../shared/data/idrid_boxes',
                         weights_path='weights', device='auto', image_size='256', hires_size='512',
-                        batch_size='16', num_workers='2', seed='42')
+                        batch_size='16', num_workers='2', seed='42', method_modules='')
 "The values used when settings.ini leaves a key out."
 
 # %% ../nbs/00_core.ipynb #24e2abe5
@@ -65,6 +66,10 @@ def parse_setting(key:str, # name of the setting, a key of `SETTINGS_SPEC`
         if kind == 'posint' and i <= 0: raise bad('a positive integer')
         if i < 0: raise bad('an integer >= 0')
         return i
+    if kind == 'modules':
+        mods = tuple(m.strip() for m in v.split(',') if m.strip())
+        if not all(all(part.isidentifier() for part in m.split('.')) for m in mods): raise bad('module names separated by commas, e.g. my_methods,lab.methods')
+        return mods
     if kind == 'device':
         base,_,idx = v.partition(':')
         if base not in _DEVICES or (idx and (base != 'cuda' or not idx.isdigit())): raise bad(f"one of {', '.join(_DEVICES)} or cuda:N")

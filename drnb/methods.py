@@ -16,9 +16,9 @@ from .core import get_device, find_model, LESION_TYPES
 
 # %% auto #0
 __all__ = ['METHODS', 'BUILTIN', 'RUN_FILES', 'MethodError', 'Param', 'builtins_type', 'convert_param', 'fit_one_cycle', 'Method',
-           'params_help', 'frozen_parameters', 'TrainParts', 'LossTerm', 'grade_probs', 'register_method', 'get_method',
-           'method_names', 'available_methods', 'baseline_learner', 'EpochCheckpoint', 'fit_resumable', 'save_run',
-           'placeholder_records', 'load_run']
+           'params_help', 'frozen_parameters', 'TrainParts', 'LossTerm', 'grade_probs', 'register_method',
+           'import_method_modules', 'get_method', 'method_names', 'available_methods', 'baseline_learner',
+           'EpochCheckpoint', 'fit_resumable', 'save_run', 'placeholder_records', 'load_run']
 
 # %% ../nbs/07_methods.ipynb #bdd03ce1
 class MethodError(ValueError):
@@ -252,15 +252,26 @@ def register_method(m:Method, # the method
     "Make `m` available to runs, the template, `drnb train` and the explorer under `m.name`."
     METHODS[m.name] = m; return m
 
+def import_method_modules()->tuple:
+    "Import your own method modules named by the `method_modules` setting (settings.ini or `DRNB_METHOD_MODULES`)."
+    from drnb.core import get_settings
+    mods = get_settings().method_modules
+    for m in mods:
+        try: importlib.import_module(m)
+        except ImportError as e: raise MethodError(f"method_modules setting: cannot import '{m}' ({e}); is its folder on PYTHONPATH?") from None
+    return mods
+
 def get_method(name:str|Method)->Method:
-    "The registered method `name` (its module is imported on first use)."
+    "The registered method `name` (a built-in's module is imported on first use, your own through `method_modules`)."
     if isinstance(name, Method): return name
     if name not in METHODS and name in BUILTIN: importlib.import_module(BUILTIN[name])
+    if name not in METHODS: import_method_modules()
     if name not in METHODS: raise MethodError(f"unknown method '{name}'; known: {', '.join(method_names())}")
     return METHODS[name]
 
 def method_names()->list:
-    "Names of every built-in and registered method."
+    "Names of every built-in and registered method, your own `method_modules` included."
+    import_method_modules()
     return list(dict.fromkeys([*BUILTIN, *METHODS]))
 
 def available_methods()->list:

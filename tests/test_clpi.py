@@ -3,7 +3,7 @@ import numpy as np, pytest, torch, torch.nn.functional as F
 from fastai.callback.core import Callback, CancelFitException
 from drnb.core import LESION_TYPES
 from drnb.data.block import patch_labels as patch_grid, box_fraction as box_cover
-from drnb.models.clpi import (record_grid, LesionNet, ClpiModel, lesion_attention, patch_loss,
+from drnb.models.clpi import (clpi_tensors, LesionNet, ClpiModel, lesion_attention, patch_loss,
                               NegativeLearningLoss, ClpiCallback, LesionPretrain, clpi_learner, fit_clpi, tensor_dls,
                               unlabel_patches, grade_probs, patch_probs, patch_auc, clpi_data)
 
@@ -74,23 +74,25 @@ def test_patch_labels_from_boxes_hand_computed():
     # overlap threshold: the EX box covers half of cells (2,1) and (2,2) -> labelled at thr 0.4, not at 0.6
     assert patch_grid(boxes, 4, thr=0.4, size=(64, 64))[2, 1] == 3 and patch_grid(boxes, 4, thr=0.6, size=(64, 64))[2, 1] == 0
 
-def test_record_grid_pads_to_square(tmp_path):
+def test_clpi_tensors_go_through_the_data_path(tmp_path):
+    "Padded to a square as the DataLoaders do, patch labels from boxes or masks on that square; a bad mask is an error naming it."
     import cv2
-    img = np.zeros((32, 64, 3), np.uint8); cv2.imwrite(str(tmp_path/'a.png'), img)
-    r = dict(image=str(tmp_path/'a.png'), masks={}, boxes=[['EX', 0, 0, 16, 16]])
-    g = record_grid(r, 4)          # padded to 64x64: the image occupies rows 16..47, so the box lands in cell (1,0)
+    cv2.imwrite(str(tmp_path/'a.png'), np.zeros((32, 64, 3), np.uint8))
+    r = dict(image=str(tmp_path/'a.png'), source='t', split='train', patient=None, eye=None, grade=2, masks={}, boxes=[['EX', 0, 0, 16, 16]])
+    x, g, p = clpi_tensors([r], 64, 4)   # padded to 64x64: the image occupies rows 16..47, so the box lands in cell (1,0)
     want = np.zeros((4, 4), int); want[1, 0] = 3
-    assert np.array_equal(g, want)
+    assert x.shape == (1, 3, 64, 64) and x.dtype == torch.uint8 and g.tolist() == [2] and np.array_equal(p[0].numpy(), want)
     m = np.zeros((32, 64), np.uint8); m[31, 63] = 255; cv2.imwrite(str(tmp_path/'m.png'), m)
-    assert record_grid(dict(r, masks={'HE': str(tmp_path/'m.png')}), 4)[2, 3] == 2
+    assert clpi_tensors([dict(r, masks={'HE': str(tmp_path/'m.png')})], 64, 4)[2][0, 2, 3] == 2
     cv2.imwrite(str(tmp_path/'bad.png'), np.zeros((10, 10), np.uint8))
-    with pytest.raises(ValueError, match='bad.png'): record_grid(dict(r, masks={'HE': str(tmp_path/'bad.png')}), 4)
+    with pytest.raises(ValueError, match='bad.png'): clpi_tensors([dict(r, masks={'HE': str(tmp_path/'bad.png')})], 64, 4)
 
 def test_clpi_patch_labels_are_the_data_paths():
     "One rule for patch labels: CLPI's record grids use drnb.data.block's `patch_labels`, which the fastai PatchBlock uses too."
     from drnb.data import block
     from drnb.models import clpi
-    assert clpi.patch_labels is block.patch_labels and not hasattr(clpi, 'patch_grid') and not hasattr(clpi, 'box_cover')
+    assert clpi.patch_labels is block.patch_labels and clpi.record_tensors is block.record_tensors
+    assert not any(hasattr(clpi, f) for f in ('patch_grid', 'box_cover', 'record_grid'))
 
 def _grade_grads(detach):
     torch.manual_seed(0)

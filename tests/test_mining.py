@@ -250,7 +250,8 @@ def test_idrid_boxes_tensors_and_froc(idrid_boxes):
     from drnb.data.formats import read_idrid_boxes
     df = read_idrid_boxes(idrid_boxes)
     recs = df[df.lesions_annotated].head(2)
-    t = fundus_tensors(recs, 128, types=('EX', 'HE'))
+    from drnb.data.block import record_tensors
+    t = record_tensors(recs, 128, square='eye', types=('EX', 'HE'))
     assert t['x'].shape == (2, 3, 128, 128) and t['masks'] is None
     assert all(len(bs) > 0 for bs in t['boxes'])
     for bs in t['boxes']:

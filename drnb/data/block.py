@@ -29,7 +29,8 @@ __all__ = ['SQUARES', 'TARGETS', 'fundus_square', 'load_view', 'lesion_masks', '
            'TensorPatchLabels', 'FundusView', 'LesionMasks', 'LesionCover', 'FundusBoxes', 'FundusBoxLabels',
            'pad_boxes', 'FundusToFloat', 'PatchGrid', 'ClipBoxes', 'FundusImageBlock', 'HiResBlock', 'GradeBlock',
            'LesionMaskBlock', 'PatchBlock', 'BoxBlock', 'BoxLabelBlock', 'fundus_aug', 'fundus_datablock', 'FundusDL',
-           'fundus_parts', 'fundus_overlay', 'show_fundus_items', 'fundus_splits', 'fundus_dataloaders']
+           'fundus_parts', 'fundus_overlay', 'show_fundus_items', 'fundus_splits', 'fundus_dataloaders',
+           'record_tensors']
 
 # %% ../../nbs/04_data.block.ipynb #4a784881
 SQUARES = ('pad', 'crop', 'eye')
@@ -548,3 +549,30 @@ def fundus_dataloaders(records:pd.DataFrame, # a record table (`drnb.core.RECORD
     dls.targets = tuple(listify(targets))
     dls.hires_scale = (s.hires_size if hires is True else hires) / (size or s.image_size) if hires else None
     return dls
+
+# %% ../../nbs/04_data.block.ipynb #35cc6417
+def record_tensors(records:pd.DataFrame, # a record table (or a list of record dicts)
+                   size:int=256, # side of the view
+                   square:str='pad', # how photographs become square, one of `SQUARES` (as the run's DataLoaders)
+                   types:tuple=LESION_TYPES, # lesion types of the masks, boxes and patch labels
+                   label:str='grade', # column of the labels (NaN where missing)
+                   masks:bool|None=None, # read the lesion masks (default: when any record has masks)
+                   grid:int|None=None, # also give patch labels on a `grid` x `grid` grid (CLPI)
+                   thr:float=0., # patch-label threshold (see `patch_labels`)
+                   source:str='auto', # patch labels from 'masks', 'boxes' or 'auto'
+                   as_float:bool=True, # images as float in [0, 1] (False: uint8 0-255)
+                  )->dict:
+    "`x` (N,3,size,size), `y` (N,) labels, `masks` (N,T,size,size) bool or None, `boxes` (N lists of `[type, x0, y0, x1, y1]` in view pixels), `patches` (N,grid,grid) or None."
+    recs = records.to_dict('records') if hasattr(records, 'to_dict') else list(records)
+    if masks is None: masks = any(bool(r.get('masks')) for r in recs)
+    view = FundusView(size, square)
+    x = torch.stack([view(r).as_subclass(torch.Tensor) for r in recs])
+    y = torch.tensor(pd.to_numeric(pd.Series([r.get(label) for r in recs]), errors='coerce').astype('float64').to_numpy(), dtype=torch.float32)
+    m = torch.stack([LesionMasks(size, types, square)(r).as_subclass(torch.Tensor) for r in recs]).bool() if masks else None
+    boxes = []
+    for r in recs:
+        xy, lab = view_boxes(r, tuple(types), square)
+        boxes.append([[types[l - 1], *((c + 1)*size/2 for c in b)] for b, l in zip(xy.tolist(), lab.tolist())])
+    cover,cells = LesionCover(size, types, square, source),PatchGrid(grid or 1, thr)
+    patches = torch.stack([cells(cover(r)).as_subclass(torch.Tensor) for r in recs]) if grid else None
+    return dict(x=x.float()/255 if as_float else x, y=y, masks=m, boxes=boxes, patches=patches)

@@ -20,12 +20,12 @@ from ..interpret.attribution import register_attribution
 
 # %% auto #0
 __all__ = ['conv_bn_mish', 'LesionNet', 'lesion_attention', 'fuse_size', 'ClpiModel', 'patch_loss', 'NegativeLearningLoss',
-           'grade_loss', 'ClpiCallback', 'LesionPretrain', 'clpi_learner', 'fit_clpi', 'clpi_data', 'record_grid',
-           'clpi_tensors', 'unlabel_patches', 'TensorBatches', 'tensor_dls', 'grade_probs', 'patch_probs', 'patch_auc',
-           'clpi_lesions', 'clpi_cam']
+           'grade_loss', 'ClpiCallback', 'LesionPretrain', 'clpi_learner', 'fit_clpi', 'clpi_data', 'clpi_tensors',
+           'unlabel_patches', 'TensorBatches', 'tensor_dls', 'grade_probs', 'patch_probs', 'patch_auc', 'clpi_lesions',
+           'clpi_cam']
 
 # %% ../../nbs/11_models.clpi.ipynb #27696eba
-from ..data.block import box_fraction, patch_labels
+from ..data.block import box_fraction, patch_labels, record_tensors
 
 # %% ../../nbs/11_models.clpi.ipynb #05976cc0
 def conv_bn_mish(ni:int, nf:int, ks:int=3, stride:int=1)->nn.Sequential:
@@ -254,61 +254,14 @@ def clpi_data(size:int=256, # input side
     "Keyword arguments of `drnb.data.block.fundus_dataloaders` for CLPI: images with grade and patch-label targets."
     return dict(targets=('grade', 'patches'), size=size, grid=grid, thr=thr, **kwargs)
 
-def _square(img, pad:bool=True):
-    "Offset (x0, y0) and side of the square that `img` is padded (or centre-cropped) to."
-    h,w = img.shape[:2]; s = max(h, w) if pad else min(h, w)
-    return (w - s)//2, (h - s)//2, s
-
-def _to_square(a, x0, y0, s):
-    out = np.zeros((s, s) + a.shape[2:], a.dtype)
-    h,w = a.shape[:2]
-    sx0,sy0 = max(0, x0), max(0, y0)
-    out[sy0-y0:sy0-y0+min(h, s), sx0-x0:sx0-x0+min(w, s)] = a[sy0:sy0+min(h, s), sx0:sx0+min(w, s)]
-    return out
-
-def record_grid(r:dict, # a record (row of a record table)
-                grid:int=16, thr:float=0., types:tuple=LESION_TYPES,
-                source:str='auto', # 'masks', 'boxes', or 'auto' (masks when the record has any)
-                shape:tuple|None=None, # (height, width) of the photograph (read when None)
-                pad:bool=True, # the photograph is padded to a square (False: centre-cropped)
-               )->np.ndarray:
-    "Patch labels of one record, on the square view of its photograph."
-    import cv2
-    if shape is None:
-        im = cv2.imread(str(r['image']), cv2.IMREAD_UNCHANGED)
-        if im is None: raise FileNotFoundError(f"{r['image']}: cannot read the image")
-        shape = im.shape[:2]
-    x0,y0,s = _square(np.empty(shape + (0,)), pad)
-    masks = r.get('masks') or {}
-    if source == 'masks' or (source == 'auto' and masks):
-        cov = []
-        for t in types:
-            if t not in masks: cov.append(np.zeros((s, s), np.float32)); continue
-            m = cv2.imread(str(masks[t]), cv2.IMREAD_GRAYSCALE)
-            if m is None: raise FileNotFoundError(f"{masks[t]}: cannot read the {t} mask of {r['image']}")
-            if m.shape != tuple(shape): raise ValueError(f"{masks[t]}: {t} mask is {m.shape[::-1]} but its image {r['image']} is {tuple(shape)[::-1]}")
-            cov.append(_to_square((m > 0).astype(np.float32), x0, y0, s))
-        return patch_labels(np.stack(cov), grid, thr, types=types)
-    bs = [[t, a-x0, b-y0, c-x0, d-y0] for t,a,b,c,d in (r.get('boxes') or [])]
-    return patch_labels(bs, grid, thr, size=(s, s), types=types)
-
 def clpi_tensors(records, # a record table (or list of record dicts)
                  size:int=256, grid:int=16, thr:float=0., types:tuple=LESION_TYPES,
                  source:str='auto', # patch labels from 'masks', 'boxes', or 'auto'
-                 pad:bool=True, # pad photographs to a square (False: centre crop)
+                 square:str='pad', # how photographs become square (as the DataLoaders)
                 )->tuple:
-    "Images (N,3,size,size) uint8, grades (N,) (-1 when missing) and patch grids (N,grid,grid) of a record table, in memory."
-    import cv2
-    rows = records.to_dict('records') if hasattr(records, 'to_dict') else list(records)
-    xs,gs,ps = [],[],[]
-    for r in rows:
-        im = cv2.imread(str(r['image']), cv2.IMREAD_COLOR)
-        if im is None: raise FileNotFoundError(f"{r['image']}: cannot read the image")
-        x0,y0,s = _square(im, pad)
-        xs.append(cv2.resize(_to_square(im[..., ::-1], x0, y0, s), (size, size), interpolation=cv2.INTER_AREA))
-        g = r.get('grade'); gs.append(-1 if g is None or g != g or str(g) == '<NA>' else int(g))
-        ps.append(record_grid(r, grid, thr, types, source, im.shape[:2], pad))
-    return (torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous(), torch.tensor(gs), torch.from_numpy(np.stack(ps)))
+    "Images (N,3,size,size) uint8, grades (N,) (-1 when missing) and patch grids (N,grid,grid), as `tensor_dls` takes them: `drnb.data.block.record_tensors`."
+    t = record_tensors(records, size, square, types, grid=grid, thr=thr, source=source, as_float=False)
+    return t['x'], t['y'].nan_to_num(-1).long(), t['patches'].long()
 
 def unlabel_patches(grids:Tensor, # (N, g, g) patch labels
                     frac:float, # fraction of the images whose patch labels are removed

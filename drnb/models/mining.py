@@ -30,7 +30,7 @@ __all__ = ['FUNDUS_STATS', 'RULES', 'RULE_ACTIVATIONS', 'RULE_POOLS', 'RMSPool',
            'pool_backward', 'RuleState', 'backward_rule', 'clear_backward_rules', 'rule_gradient', 'mining_sensitivity',
            'mining_heatmap', 'heatmap_l1', 'HeatmapSparsity', 'mining_splitter', 'mining_learner', 'fit_mining',
            'mining_data', 'grade_probs', 'smooth_heatmaps', 'detect_lesions', 'lesion_froc_curves', 'lesion_type_auc',
-           'heatmap_lesion_metrics', 'fundus_tensors']
+           'heatmap_lesion_metrics']
 
 # %% ../../nbs/13_models.mining.ipynb #c125ed72
 class RMSPool(nn.Module):
@@ -489,27 +489,6 @@ def heatmap_lesion_metrics(heatmaps, gt, # as in `lesion_froc_curves`
     res = {f'froc_{k}': froc_score(c) for k, c in curves.items()}
     res.update({f'auc_{k}': v for k, v in lesion_type_auc(heatmaps, gt, types, top, radius, sigma).items()})
     return res
-
-# %% ../../nbs/13_models.mining.ipynb #2fbad931
-def fundus_tensors(records:pd.DataFrame, # a record table
-                   size:int=256, # side of the view
-                   types=LESION_TYPES, # lesion mask channels / box types kept
-                   square:str='eye', # how photographs become square (as in `mining_data`)
-                   label:str='grade', # column giving the labels (NaN where missing)
-                   masks:bool|None=None, # read lesion masks (default: when any record has masks)
-                  )->dict:
-    "`x` (N,3,size,size) in [0,1], `y` (N,) labels, `masks` (N,T,size,size) bool or None, `boxes` (N lists of `[type, x0, y0, x1, y1]` in view pixels)."
-    from drnb.data.block import load_view, lesion_masks, view_boxes
-    recs = records.to_dict('records')
-    if masks is None: masks = any(bool(r.get('masks')) for r in recs)
-    x = torch.from_numpy(np.stack([load_view(r['image'], size, square) for r in recs])).permute(0, 3, 1, 2).float()/255
-    y = torch.tensor(pd.to_numeric(records[label], errors='coerce').astype('float64').to_numpy(), dtype=torch.float32)
-    m = torch.from_numpy(np.stack([lesion_masks(r, size, types, square) for r in recs])).bool() if masks else None
-    boxes = []
-    for r in recs:
-        xy, lab = view_boxes(r, tuple(types), square)
-        boxes.append([[types[l - 1], *((c + 1)*size/2 for c in b)] for b, l in zip(xy.tolist(), lab.tolist())])
-    return dict(x=x, y=y, masks=m, boxes=boxes)
 
 # %% ../../nbs/13_models.mining.ipynb #73eab515
 from ..methods import Method, Param, register_method

@@ -27,7 +27,7 @@ __all__ = ['STAGES', 'STAGE_TERMS', 'STAGE_PARTS', 'STAGE_SHARE', 'spatial_softm
            'peak_boxes', 'twin_boxes', 'crop_twin', 'ZoomInNet', 'ZoomInLoss', 'ZoomCrop', 'ZoomStaging',
            'zoomin_splitter', 'zoomin_learner', 'fit_zoomin', 'zoom_attention', 'zoom_boxes', 'attention_boxes',
            'boxes_heatmap', 'boxes_coverage', 'zoom_coverage', 'zoomin_attention', 'grade_probs', 'zoomin_data',
-           'lesion_views', 'ablation_results']
+           'ablation_results']
 
 # %% ../../nbs/10_models.zoomin.ipynb #9f01d4e8
 def spatial_softmax(z:Tensor, # (N,C,h,w) gate logits
@@ -534,23 +534,6 @@ def zoomin_data(size:int|None=None, # side of M-Net's input (default: the `image
     "Keyword arguments for `drnb.data.block.fundus_dataloaders`: grade targets, M-Net's size and the high-resolution twin."
     size = size or get_settings().image_size
     return dict(targets='grade', size=size, hires=size*zoom, **kwargs)
-
-# %% ../../nbs/10_models.zoomin.ipynb #3a07643f
-def lesion_views(records:pd.DataFrame, # record table (`image`, `boxes`)
-                 size:int=256, # side of the view M-Net sees
-                 square:str='pad', # how photographs become square (as in `fundus_dataloaders`)
-                 stats:tuple|None=None, # (mean, std) to normalise with (default: ImageNet's, as `fundus_dataloaders`)
-                 types=('MA', 'HE', 'EX', 'SE'), # lesion box types kept
-                )->tuple:
-    "(N,3,size,size) normalised views of the records and, per image, its lesion boxes `[type, x0, y0, x1, y1]` in view pixels."
-    from drnb.data.block import load_view, view_boxes
-    mean,std = (torch.tensor(v).view(3, 1, 1) for v in ifnone(stats, backbone_stats('resnet18')))
-    xs,gts = [],[]
-    for r in records.to_dict('records'):
-        xs.append((torch.from_numpy(load_view(r['image'], size, square)).permute(2, 0, 1).float()/255 - mean)/std)
-        xy,lab = view_boxes(r, tuple(types), square)
-        gts.append([[types[l-1], *((b + 1)*size/2).tolist()] for b,l in zip(xy, lab)])
-    return torch.stack(xs), gts
 
 # %% ../../nbs/10_models.zoomin.ipynb #da7d8e6f
 def ablation_results(folder, # where the ablation (made by `run_ablation.py` at ee52eaa, before the runner) wrote ablation_runs.csv (and localisation.csv, ablation_config.json)
