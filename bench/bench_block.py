@@ -11,6 +11,7 @@ import pandas as pd, torch
 from drnb.core import get_settings, data_path, seed_everything
 from drnb.synth import make_synthetic, read_synthetic
 from drnb.data.block import fundus_dataloaders
+LOAD_AT_START = round(os.getloadavg()[0], 2)   # the 1-minute load before this benchmark ran (above 1.5: figures are wrong)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT/'nbs'/'results'/'block'/'bench_cpu.csv'
@@ -75,7 +76,7 @@ def main():
           f"{len(records)} synthetic 1024 px images ({origin}); 512 px views, batch 16, {nw} workers")
     rows = []
     def add(metric, value, unit, setting):
-        rows.append(dict(metric=metric, value=round(value, 3), unit=unit, setting=setting, load_1min=round(os.getloadavg()[0], 2))); print(f"{metric:<34} {value:8.3f} {unit:<10} {setting}", flush=True)
+        rows.append(dict(metric=metric, value=round(value, 3), unit=unit, setting=setting, load_1min=LOAD_AT_START)); print(f"{metric:<34} {value:8.3f} {unit:<10} {setting}", flush=True)
     loader_rate(records, len(records)//16, num_workers=nw, cache=True)     # one epoch fills the view cache (and warms the file system)
     add('dataloader, grade', loader_rate(records, a.batches, num_workers=nw), 'batches/s', f'{nw} workers, decode 1024 px PNG each item, augment')
     add('dataloader, grade, cached views', loader_rate(records, a.batches, num_workers=nw, cache=True), 'batches/s', f'{nw} workers, resized views cached on disk')

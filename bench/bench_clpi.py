@@ -15,6 +15,7 @@ from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F, pandas as pd
 from drnb.models.backbones import create_backbone
 from drnb.models.clpi import ClpiModel, patch_loss
+LOAD_AT_START = round(os.getloadavg()[0], 2)   # the 1-minute load before this benchmark ran (above 1.5: figures are wrong)
 
 OUT = Path(__file__).resolve().parent.parent/'nbs'/'results'/'clpi'/'bench_cpu.csv'
 def _env(k, d): return [s.strip() for s in os.environ.get(k, d).split(',') if s.strip()]
@@ -47,7 +48,7 @@ def bench(arch, size, bs, steps):
     return dict(arch=arch, size=size, batch=bs, steps=steps, threads=torch.get_num_threads(),
                 alone_s=round(med['alone'], 3), clpi_s=round(med['clpi'], 3), ratio=round(med['clpi']/med['alone'], 2),
                 clpi_half_grade_s=round(med['clpi_half'], 3), ratio_half_grade=round(med['clpi_half']/med['alone'], 2),
-                machine=platform.processor() or platform.machine(), load_1min=round(os.getloadavg()[0], 2))
+                machine=platform.processor() or platform.machine(), load_1min=LOAD_AT_START)
 
 if __name__ == '__main__':
     torch.set_num_threads(int(os.environ.get('DRNB_BENCH_THREADS', 1)))

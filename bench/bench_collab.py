@@ -17,6 +17,7 @@ from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
 from drnb.core import seed_everything
 from drnb.models.collab import CollabDataset, collab_learner, GraderTrain, CollabFinetune, ValidateAtEnd
+LOAD_AT_START = round(os.getloadavg()[0], 2)   # the 1-minute load before this benchmark ran (above 1.5: figures are wrong)
 
 OUT = Path(__file__).resolve().parent.parent/'nbs'/'results'/'collab'/'bench_cpu.csv'
 
@@ -55,7 +56,7 @@ def main():
         per_cycle = c.groupby('step')[clock].mean().sum() / g[clock].mean()
         rows.append(dict(clock=clock, size=size, bs=bs, arch=arch, grader_s=g[clock].mean(), collab_step_s=c[clock].mean(),
                          ratio_per_step=per_step, ratio_per_G_D_cycle=per_cycle, threads=torch.get_num_threads(),
-                         machine=platform.processor() or platform.machine(), load_1min=round(os.getloadavg()[0], 2)))
+                         machine=platform.processor() or platform.machine(), load_1min=LOAD_AT_START))
         print(f"[{clock}] collaborative step / grader step = {per_step:.2f}x (goal <= 3x); one G step + one D step / grader step = {per_cycle:.2f}x")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(OUT, index=False)
