@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_methods.ipynb #18b185f2
 from __future__ import annotations
-import inspect, json, importlib, tempfile, time, platform
+import builtins, inspect, json, importlib, tempfile, time, platform
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import Tensor
@@ -15,10 +15,10 @@ import fastai.callback.schedule  # adds Learner.fit_one_cycle
 from .core import get_device, find_model, LESION_TYPES
 
 # %% auto #0
-__all__ = ['METHODS', 'BUILTIN', 'RUN_FILES', 'MethodError', 'Param', 'builtins_type', 'convert_param', 'fit_one_cycle', 'Method',
-           'params_help', 'frozen_parameters', 'TrainParts', 'LossTerm', 'grade_probs', 'register_method',
-           'import_method_modules', 'get_method', 'method_names', 'available_methods', 'baseline_learner',
-           'EpochCheckpoint', 'fit_resumable', 'save_run', 'placeholder_records', 'load_run']
+__all__ = ['METHODS', 'BUILTIN', 'RUN_FILES', 'MethodError', 'Param', 'convert_param', 'fit_one_cycle', 'Method', 'params_help',
+           'frozen_parameters', 'TrainParts', 'LossTerm', 'grade_probs', 'register_method', 'import_method_modules',
+           'get_method', 'method_names', 'available_methods', 'baseline_learner', 'EpochCheckpoint', 'fit_resumable',
+           'save_run', 'placeholder_records', 'load_run']
 
 # %% ../nbs/07_methods.ipynb #bdd03ce1
 class MethodError(ValueError):
@@ -32,10 +32,8 @@ class Param:
                  choices:tuple|None=None, # the values allowed, when few
                 ):
         if type is None and default is None: raise ValueError("Param: a default of None needs its type")
-        store_attr(); self.type = type or (list if isinstance(default, tuple) else builtins_type(default))
+        store_attr(); self.type = type or (list if isinstance(default, tuple) else builtins.type(default))
     def __repr__(self): return f"{self.type.__name__} = {self.default!r}" + (f" (one of {', '.join(map(str, self.choices))})" if self.choices else '')
-
-def builtins_type(v): return type(v)
 
 def _text_to(t, v:str):
     if t is bool:

@@ -9,7 +9,7 @@ import numpy as np, pandas as pd
 
 # %% auto #0
 __all__ = ['leaderboard', 'mean_std', 'mean_std_cell', 'leaderboard_markdown', 'plot_leaderboard', 'compare_methods',
-           'paired_differences', 'listify_', 'plot_seeds']
+           'paired_differences', 'plot_seeds']
 
 # %% ../nbs/08_report.ipynb #16634575
 def leaderboard(results:pd.DataFrame|str|Path, # a results table or its CSV
@@ -102,12 +102,12 @@ def paired_differences(results:pd.DataFrame|str|Path, # a results table or its C
             if a == reference: continue
             d = (w[a] - w[reference]).dropna()
             if d.empty: continue
-            rows.append({**dict(zip(keys, listify_(kv))), arm: a, 'reference': reference, 'metric': metric, 'mean': d.mean(),
+            rows.append({**dict(zip(keys, _as_list(kv))), arm: a, 'reference': reference, 'metric': metric, 'mean': d.mean(),
                          'std': d.std() if len(d) > 1 else np.nan, 'pairs': len(d), 'up': int((d > 0).sum()),
                          'cell': f"{d.mean():+.3f}" + (f" ± {d.std():.3f}" if len(d) > 1 else '') + f" ({int((d > 0).sum())}/{len(d)} up)"})
     return pd.DataFrame(rows)
 
-def listify_(kv): return list(kv) if isinstance(kv, tuple) else [kv]
+def _as_list(kv): return list(kv) if isinstance(kv, tuple) else [kv]
 
 # %% ../nbs/08_report.ipynb #78c84d5a
 def plot_seeds(results:pd.DataFrame|str|Path, # a results table or its CSV

@@ -79,16 +79,9 @@ def box_masks(record:dict, # a row of a record table (`image`, `boxes`)
               types:tuple=('EX', 'HE'), # box types filled in, one channel each
               square:str='pad', # how the photograph becomes square (see `drnb.data.block.SQUARES`)
              )->np.ndarray:
-    "Boxes of `types` filled in as coarse masks in the view's pixels, (len(types), size, size) uint8."
-    from drnb.data.block import fundus_square
-    x0,y0,s,w,h = fundus_square(str(record['image']), square)
-    out = np.zeros((len(types), size, size), np.uint8)
-    for t,bx0,by0,bx1,by1 in (record.get('boxes') or []):
-        if t not in types: continue
-        c0,r0 = (int(math.floor((v - o)*size/s)) for v,o in ((bx0, x0), (by0, y0)))
-        c1,r1 = (int(math.ceil((v - o)*size/s)) for v,o in ((bx1, x0), (by1, y0)))
-        out[types.index(t), max(r0, 0):max(r1, 0), max(c0, 0):max(c1, 0)] = 1
-    return out
+    "Boxes of `types` filled in as coarse masks in the view's pixels (every pixel a box touches), (len(types), size, size) uint8: the data path's `LesionCover` from boxes."
+    from drnb.data.block import LesionCover
+    return (LesionCover(size, tuple(types), square, 'boxes')(record).as_subclass(torch.Tensor).numpy() > 0).astype(np.uint8)
 
 def records_dataset(records:pd.DataFrame, # a record table (`drnb.core.RECORD_COLUMNS`)
                     size:int=128, # side of the square views
@@ -99,22 +92,19 @@ def records_dataset(records:pd.DataFrame, # a record table (`drnb.core.RECORD_CO
                     square:str='pad', # how photographs become square
                     aug:bool=False, # random flips (training)
                    )->CollabDataset:
-    "A `CollabDataset` of `records`: views resized to `size`, masks of a `mask_fraction` of the images, grades (-1 where missing)."
-    from drnb.data.block import load_view, lesion_masks
+    "A `CollabDataset` of `records` read through the data path (`record_tensors`): views resized to `size`, masks of a `mask_fraction` of the images, grades (-1 where missing)."
+    from drnb.data.block import record_tensors
     rows = records.to_dict('records')
     if not rows: raise ValueError("records_dataset: the record table is empty")
     keep = mark_masks(len(rows), mask_fraction, seed)
-    imgs,masks,known,grades = [],[],[],[]
-    for r,k in zip(rows, keep):
-        imgs.append(torch.from_numpy(np.ascontiguousarray(load_view(r['image'], size, square))).permute(2, 0, 1))
-        if boxes_as_masks:
-            bm = box_masks(r, size, tuple(boxes_as_masks), square)
-            m = np.stack([bm[list(boxes_as_masks).index(t)] if t in boxes_as_masks else np.zeros((size, size), np.uint8) for t in types])
-            kn = [bool(k) and t in boxes_as_masks for t in types]
-        else: m,kn = lesion_masks(r, size, types, square),[bool(k)]*len(types)
-        masks.append(torch.from_numpy(m)); known.append(kn)
-        g = r.get('grade'); grades.append(-1 if g is None or pd.isna(g) else int(g))
-    return CollabDataset(torch.stack(imgs), torch.tensor(grades), torch.stack(masks), torch.tensor(known), aug)
+    t = record_tensors(rows, size, square, types, masks=not boxes_as_masks, as_float=False)
+    if boxes_as_masks:
+        bm = [box_masks(r, size, tuple(boxes_as_masks), square) for r in rows]
+        masks = torch.stack([torch.from_numpy(np.stack([b[list(boxes_as_masks).index(ty)] if ty in boxes_as_masks else np.zeros((size, size), np.uint8)
+                                                        for ty in types])) for b in bm])
+        known = torch.tensor([[bool(k) and ty in boxes_as_masks for ty in types] for k in keep])
+    else: masks,known = t['masks'].to(torch.uint8),torch.tensor([[bool(k)]*len(types) for k in keep])
+    return CollabDataset(t['x'], t['y'].nan_to_num(-1).long(), masks, known, aug)
 
 def collab_dataloaders(records:pd.DataFrame, # a record table with splits 'train' and 'valid'
                        size:int=128, # side of the views
