@@ -13,6 +13,7 @@ import os, time, platform
 from pathlib import Path
 import torch, torch.nn as nn, pandas as pd
 from drnb.models.backbones import create_backbone, list_backbones
+LOAD_AT_START = round(os.getloadavg()[0], 2)   # the 1-minute load before this benchmark ran (above 1.5: figures are wrong)
 
 OUT = Path(__file__).resolve().parent.parent/'nbs'/'results'/'backbones'/'bench_cpu.csv'
 
@@ -55,7 +56,7 @@ def main():
         for s in sizes:
             r = bench_one(n, s, bs); rows += r
             print(f"{n:24s} {s:5d} {r[0]['img_per_s']:12.2f} {r[1]['img_per_s']:12.2f}", flush=True)
-    new = pd.DataFrame(rows).assign(batch=bs, threads=torch.get_num_threads(), load_avg=round(os.getloadavg()[0], 1), torch=torch.__version__)
+    new = pd.DataFrame(rows).assign(batch=bs, threads=torch.get_num_threads(), load_avg=LOAD_AT_START, torch=torch.__version__)
     if OUT.exists():
         old = pd.read_csv(OUT)
         old = old[~(old.backbone.isin(names) & old['size'].isin(sizes))]
