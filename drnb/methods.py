@@ -152,9 +152,12 @@ def frozen_parameters(learn_or_model)->int:
     return sum(p.numel() for p in find_model(learn_or_model).parameters() if not p.requires_grad)
 
 @patch
-def fit(self:Method, learn:Learner, epochs:int, lr:float|None=None, **params):
-    "Train `learn` with the method's schedule (its own stages or phases, else one cycle)."
+def fit(self:Method, learn:Learner, epochs:int, lr:float|None=None,
+        checkpoint:str|Path|None=None, # without a schedule of its own: one cycle resumed from (and saved to) this file
+        **params):
+    "Train `learn` with the method's schedule (its own stages or phases, else one cycle, resumable with `checkpoint`)."
     p = self.resolve(params)
+    if self._fit is None and checkpoint is not None: return fit_resumable(learn, epochs, checkpoint, lr)
     fn = self._fit or fit_one_cycle
     return fn(learn, epochs, lr, **_route(fn, p))
 
@@ -201,7 +204,7 @@ class LossTerm(Metric):
     def __init__(self, term:str, # key (or attribute) of the term
                  name:str|None=None, # the metric's column (default: `term`)
                  source:str='loss_func.terms', # where the terms live: an attribute path from the learner to a dict or an object
-                ): store_attr(); self.reset()
+                ): self.term,self.column,self.source = term,name or term,source; self.reset()
     def reset(self): self.total,self.count = 0.,0
     def _value(self, learn):
         src = learn
@@ -216,9 +219,7 @@ class LossTerm(Metric):
     @property
     def value(self): return self.total/self.count if self.count else None
     @property
-    def name(self): return self.name_ or self.term
-    @name.setter
-    def name(self, v): self.name_ = v
+    def name(self): return self.column
 
 # %% ../nbs/07_methods.ipynb #6e55b206
 def grade_probs(learn:Learner, # a trained learner
