@@ -79,3 +79,22 @@ def test_the_explorer_offers_a_runs_own_heatmap_and_uses_its_square(zoomin_loade
     recs = resolve_dataset('synthetic:tiny')
     ex = Explorer(zoomin_loaded, recs.head(2), size=64)
     assert ex.methods[0] == 'zoomin_attention' and ex.square == 'pad'
+
+def test_collab_uses_masks_on_its_mask_fraction_of_training_images_and_boxes_as_coarse_masks():
+    "Zhou et al. is semi-supervised: `mask_fraction` of the training images keep their masks, the rest are grade-only; on idrid_boxes the boxes are the masks."
+    from drnb.data.block import masked_indices
+    from drnb.models.collab import labelled_indices
+    M, recs = get_method('collab'), resolve_dataset('synthetic:tiny')
+    tv = recs[recs.split != 'test']
+    n = (tv.split == 'train').sum()
+    for f in (0.25, 1.0):
+        dls = M.dataloaders(tv, 64, 'resnet18', bs=8, seed=0, device='cpu', num_workers=0, mask_fraction=f)
+        assert len(labelled_indices(dls.train_ds)) == round(f*n)
+    assert len(masked_indices(dls.valid_ds)) == (tv.split == 'valid').sum()      # validation keeps every mask
+    from PIL import Image
+    w, h = Image.open(tv.image.iloc[0]).size
+    boxed = tv.assign(masks=None, boxes=[[['EX', w//3, h//3, 2*w//3, 2*h//3]]]*len(tv))   # an idrid_boxes-like table: boxes only
+    dls = M.dataloaders(boxed, 64, 'resnet18', bs=8, seed=0, device='cpu', num_workers=0)
+    x, g, m, k = dls.one_batch()
+    assert k[:, 2].any() and not k[:, [0, 1, 3]].any()                           # only the boxed type counts; the others are unknown
+    assert m.as_subclass(torch.Tensor)[k.as_subclass(torch.Tensor)[:, 2], 2].sum() > 0                                               # the box is a coarse mask

@@ -39,6 +39,7 @@ def test_two_methods_record_the_same_recipe_and_no_frozen_pretrained_body(two_ru
     r = recipes['baseline']
     assert r['pretrained'] is True and r['train_images'] == 16 and r['image_size'] == 64
     assert r['frozen_parameters_at_start'] == 0 and r['frozen_parameters_after_fit'] == 0
+    assert r['supervision'] == dict(targets=['grade'], lesion_label_images=0, mask_fraction=None, lesion_source=None), r['supervision']
 
 def test_nbdev_clean_keeps_the_parameters_tag(tmp_path):
     "`nbdev-clean` with this project's config must leave papermill's `parameters` tag on every template and tutorial."

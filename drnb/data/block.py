@@ -24,13 +24,14 @@ from .preprocess import fov_mask, eye_square, crop_square
 from ..synth import LESION_COLOURS, lesion_overlay
 
 # %% auto #0
-__all__ = ['SQUARES', 'TARGETS', 'fundus_square', 'load_view', 'lesion_masks', 'view_boxes', 'box_fraction', 'patch_coverage',
-           'coverage_labels', 'patch_labels', 'TensorHiRes', 'TensorLesionMask', 'TensorLesionCover',
-           'TensorPatchLabels', 'FundusView', 'LesionMasks', 'LesionCover', 'FundusBoxes', 'FundusBoxLabels',
-           'pad_boxes', 'FundusToFloat', 'PatchGrid', 'ClipBoxes', 'FundusImageBlock', 'HiResBlock', 'GradeBlock',
-           'LesionMaskBlock', 'PatchBlock', 'BoxBlock', 'BoxLabelBlock', 'fundus_aug', 'fundus_datablock', 'FundusDL',
-           'fundus_parts', 'fundus_overlay', 'show_fundus_items', 'fundus_splits', 'fundus_dataloaders',
-           'record_tensors']
+__all__ = ['SQUARES', 'MASK_SOURCES', 'TARGETS', 'fundus_square', 'load_view', 'lesion_masks', 'view_boxes', 'box_fraction',
+           'patch_coverage', 'coverage_labels', 'patch_labels', 'TensorHiRes', 'TensorLesionMask', 'TensorLesionCover',
+           'TensorPatchLabels', 'FundusView', 'LesionMasks', 'TensorMaskKnown', 'mask_known', 'MaskKnown',
+           'annotated_types', 'LesionCover', 'FundusBoxes', 'FundusBoxLabels', 'pad_boxes', 'FundusToFloat',
+           'PatchGrid', 'ClipBoxes', 'FundusImageBlock', 'HiResBlock', 'GradeBlock', 'LesionMaskBlock',
+           'MaskKnownBlock', 'PatchBlock', 'BoxBlock', 'BoxLabelBlock', 'fundus_aug', 'fundus_datablock', 'FundusDL',
+           'fundus_parts', 'fundus_overlay', 'show_fundus_items', 'fundus_splits', 'keep_masks', 'masked_indices',
+           'fundus_dataloaders', 'record_tensors']
 
 # %% ../../nbs/04_data.block.ipynb #4a784881
 SQUARES = ('pad', 'crop', 'eye')
@@ -237,10 +238,52 @@ class FundusView(DisplayedTransform):
     def __init__(self, size:int, square:str='pad', cache:bool=False, tensor_type=TensorImage): store_attr()
     def encodes(self, r:dict): return self.tensor_type(torch.from_numpy(load_view(r['image'], self.size, self.square, self.cache)).permute(2, 0, 1).contiguous())
 
+MASK_SOURCES = ('masks', 'boxes', 'auto')
+"Where lesion masks come from: the record's mask files, its boxes filled in as coarse masks, or masks when it has any and boxes otherwise."
+
+def _check_source(source):
+    if source not in MASK_SOURCES: raise ValueError(f"source must be one of {MASK_SOURCES}, not {source!r}")
+
+def _from_masks(r, source): return source == 'masks' or (source == 'auto' and bool(r.get('masks')))
+
 class LesionMasks(DisplayedTransform):
-    "A record's lesion masks as a `TensorLesionMask` (K, size, size) of 0/1 uint8."
-    def __init__(self, size:int, types:tuple=LESION_TYPES, square:str='pad', cache:bool=False): store_attr()
-    def encodes(self, r:dict): return TensorLesionMask(torch.from_numpy(lesion_masks(r, self.size, self.types, self.square, cache=self.cache)))
+    "A record's lesion masks as a `TensorLesionMask` (K, size, size) of 0/1 uint8; from `source` 'boxes' every pixel a box touches is 1."
+    def __init__(self, size:int, types:tuple=LESION_TYPES, square:str='pad', cache:bool=False, source:str='masks'):
+        _check_source(source); store_attr()
+    def encodes(self, r:dict):
+        if _from_masks(r, self.source): m = lesion_masks(r, self.size, self.types, self.square, cache=self.cache)
+        else: m = (LesionCover(self.size, self.types, self.square, 'boxes')(r).as_subclass(torch.Tensor).numpy() > 0).astype(np.uint8)
+        return TensorLesionMask(torch.from_numpy(m))
+
+class TensorMaskKnown(TensorBase):
+    "Which lesion types of an item have a mask that counts (bool, one per type)."
+
+def mask_known(record:dict, # a row of a record table
+               types:tuple=LESION_TYPES, # one flag per type, in this order
+               source:str='masks', # where the masks come from (`MASK_SOURCES`)
+               annotated:tuple|None=None, # types the data set annotates at all (default: all of `types`)
+              )->np.ndarray:
+    "Which of `types` the record's masks speak for, bool (len(types),): it is annotated (mask files, or a list of boxes), not marked `mask_known=False`, and the type is annotated."
+    has = bool(record.get('masks')) if _from_masks(record, source) else isinstance(record.get('boxes'), list)
+    keep = has and record.get('mask_known', True) is not False
+    return np.array([keep and (annotated is None or t in annotated) for t in types])
+
+class MaskKnown(DisplayedTransform):
+    "A record's `mask_known` flags as a `TensorMaskKnown`."
+    def __init__(self, types:tuple=LESION_TYPES, source:str='masks', annotated:tuple|None=None): _check_source(source); store_attr()
+    def encodes(self, r:dict): return TensorMaskKnown(torch.from_numpy(mask_known(r, self.types, self.source, self.annotated)))
+
+def annotated_types(records, # record dicts (or a record table)
+                    types:tuple=LESION_TYPES, # the types asked about
+                    source:str='masks', # where the masks come from (`MASK_SOURCES`)
+                   )->tuple:
+    "The types of `types` that some record annotates: a mask file of that type, or a box of it (a type nobody annotates is unknown, not absent)."
+    recs = records.to_dict('records') if hasattr(records, 'to_dict') else list(records)
+    seen = set()
+    for r in recs:
+        if _from_masks(r, source): seen |= set(r.get('masks') or {})
+        elif isinstance(r.get('boxes'), list): seen |= {b[0] for b in r['boxes']}
+    return tuple(t for t in types if t in seen)
 
 class LesionCover(DisplayedTransform):
     "The fraction of each pixel of a `res` x `res` raster covered by each lesion type, from the record's masks or boxes."
@@ -325,9 +368,13 @@ def GradeBlock(regression:bool=False, # a float target (MSE-style) instead of 5 
     "A `TransformBlock` for the ICDR grade: `CategoryBlock` of 0-4, or a float for regression."
     return RegressionBlock(n_out=1) if regression else CategoryBlock(vocab=list(range(len(GRADES))))
 
-def LesionMaskBlock(size:int, types:tuple=LESION_TYPES, square:str='pad', cache:bool=False):
-    "A `TransformBlock` for multi-lesion masks, one channel per type of `types`."
-    return TransformBlock(type_tfms=LesionMasks(size, types, square, cache), batch_tfms=FundusToFloat)
+def LesionMaskBlock(size:int, types:tuple=LESION_TYPES, square:str='pad', cache:bool=False, source:str='masks'):
+    "A `TransformBlock` for multi-lesion masks, one channel per type of `types` (from mask files or boxes, see `MASK_SOURCES`)."
+    return TransformBlock(type_tfms=LesionMasks(size, types, square, cache, source), batch_tfms=FundusToFloat)
+
+def MaskKnownBlock(types:tuple=LESION_TYPES, source:str='masks', annotated:tuple|None=None):
+    "A `TransformBlock` for the flags saying which masks of an item count (semi-supervised methods)."
+    return TransformBlock(type_tfms=MaskKnown(types, source, annotated))
 
 def PatchBlock(grid=16, thr:float=0., types:tuple=LESION_TYPES, square:str='pad', source:str='auto', res:int|None=None, cache:bool=False):
     "A `TransformBlock` for patch-label grids: coverage at `res` (default 8 x grid) per item, labels per cell after augmentation."
@@ -358,8 +405,8 @@ def fundus_aug(flip_vert:bool=True, # also flip vertically (with 90-degree turns
                           max_warp=max_warp, pad_mode=pad_mode, align_corners=False, xtra_tfms=xtra, **kwargs)
 
 # %% ../../nbs/04_data.block.ipynb #d433ef1e
-TARGETS = ('grade', 'masks', 'patches', 'boxes')
-"Target kinds `fundus_datablock` knows; `boxes` yields two tensors (boxes, labels)."
+TARGETS = ('grade', 'masks', 'known', 'patches', 'boxes')
+"Target kinds `fundus_datablock` knows; `boxes` yields two tensors (boxes, labels); `known` says which masks count."
 
 def fundus_datablock(targets=('grade',), # target kinds from `TARGETS`, yielded in this order after the input(s)
                      size:int|None=None, # side of the view; default the `image_size` setting
@@ -372,6 +419,8 @@ def fundus_datablock(targets=('grade',), # target kinds from `TARGETS`, yielded 
                      grid=16, # patch grid cells per side
                      thr:float=0., # patch-label threshold: fraction of a cell a type must cover
                      patch_source:str='auto', # patch labels from 'masks', 'boxes', or 'auto' (masks when the record has any)
+                     mask_source:str='masks', # lesion masks (and `known`) from 'masks', 'boxes' (coarse masks) or 'auto'
+                     annotated:tuple|None=None, # `known`: the types the data annotates (default: all)
                      normalize=True, # True: ImageNet mean/std; a (mean, std) pair; False: images stay in [0, 1]
                      cache:bool=False, # cache resized views and masks under `data_path('cache', 'views')`
                      valid_idx=None, # indices of the validation items (default: none)
@@ -388,7 +437,8 @@ def fundus_datablock(targets=('grade',), # target kinds from `TARGETS`, yielded 
     getters = [noop]*len(blocks)
     for t in targets:
         if t == 'grade': blocks.append(GradeBlock(regression)); getters.append(_grade_getter(regression))
-        if t == 'masks': blocks.append(LesionMaskBlock(size, types, square, cache)); getters.append(noop)
+        if t == 'masks': blocks.append(LesionMaskBlock(size, types, square, cache, mask_source)); getters.append(noop)
+        if t == 'known': blocks.append(MaskKnownBlock(types, mask_source, annotated)); getters.append(noop)
         if t == 'patches': blocks.append(PatchBlock(grid, thr, types, square, patch_source, cache=cache)); getters.append(noop)
         if t == 'boxes': blocks += [BoxBlock(box_types, square), BoxLabelBlock(box_types, square)]; getters += [noop, noop]
     tfms = [] if aug is False else fundus_aug(**aug) if isinstance(aug, dict) else fundus_aug() if aug is True else list(aug)
@@ -433,6 +483,7 @@ def fundus_parts(b:tuple, # a decoded batch (`dl.decode(b)`)
             elif isinstance(o, TensorLesionCover): continue
             elif isinstance(o, TensorLesionMask): d['masks'] = o[i].cpu().numpy() > 0.5
             elif isinstance(o, TensorPatchLabels): d['patches'] = o[i].cpu().numpy()
+            elif isinstance(o, TensorMaskKnown): d['known'] = o[i].cpu().numpy()
             elif isinstance(o, TensorBBox):
                 lbl = b[j+1][i].cpu().numpy(); bb = o[i].cpu().numpy()[lbl > 0]
                 d['boxes'], d['box_labels'] = (bb + 1) * (d['image'].shape[0] / 2), lbl[lbl > 0]
@@ -509,6 +560,24 @@ def fundus_splits(records:pd.DataFrame, # a record table
     s = np.array(split_by_seed(pool['image'].astype(str).tolist(), None, valid_pct, 0., seed))
     return pool[s == 'train'], pool[s == 'valid']
 
+# %% ../../nbs/04_data.block.ipynb #d81718c8
+def keep_masks(items:list, # training record dicts (changed in place)
+               fraction:float, # share of the annotated ones whose masks count
+               seed:int=0, # seed of the choice
+               types:tuple=LESION_TYPES, source:str='masks',
+              )->list:
+    "Mark all but a seeded `fraction` of the annotated records `mask_known=False`; the indices kept."
+    if not 0 <= fraction <= 1: raise ValueError(f"mask_fraction must be in [0, 1], not {fraction}")
+    ann = [i for i,r in enumerate(items) if mask_known(r, types, source).any()]
+    kept = sorted(np.random.default_rng(seed).choice(ann, round(fraction*len(ann)), replace=False).tolist()) if ann else []
+    for i in ann: items[i]['mask_known'] = i in set(kept)
+    return kept
+
+def masked_indices(ds)->list|None:
+    "Indices of the items of a fastai `Datasets` with at least one known mask; None when it yields no `known` target."
+    f = next((t for tl in getattr(ds, 'tls', []) for t in tl.tfms.fs if isinstance(t, MaskKnown)), None)
+    return None if f is None else [i for i,r in enumerate(ds.items) if f(r).any()]
+
 # %% ../../nbs/04_data.block.ipynb #55772165
 def fundus_dataloaders(records:pd.DataFrame, # a record table (`drnb.core.RECORD_COLUMNS`)
                        targets=('grade',), # target kinds from `TARGETS`, yielded in this order
@@ -523,7 +592,8 @@ def fundus_dataloaders(records:pd.DataFrame, # a record table (`drnb.core.RECORD
                        seed:int|None=None, # seed of that split; default the `seed` setting
                        shuffle:bool=True, # shuffle the training set
                        drop_last:bool|None=None, # drop the last incomplete training batch (default: when the training set is larger than `bs`)
-                       **kwargs, # passed to `fundus_datablock` (square, types, box_types, grid, thr, patch_source, normalize, cache)
+                       mask_fraction:float=1., # with target `known`: the share of annotated training images whose masks count (seeded by `seed`)
+                       **kwargs, # passed to `fundus_datablock` (square, types, box_types, grid, thr, patch_source, mask_source, normalize, cache)
                       ):
     "fastai `DataLoaders` (train = split 'train', valid = split 'valid') yielding (image, [hires], targets...) batches."
     s = get_settings()
@@ -536,6 +606,10 @@ def fundus_dataloaders(records:pd.DataFrame, # a record table (`drnb.core.RECORD
                                        "(records.dropna(subset=['grade'])) or leave 'grade' out of targets")
     if not len(train): raise ValueError("no training records: the table needs rows with split 'train' (or no split names at all)")
     items = [r for r in pd.concat([train, valid]).to_dict('records')]
+    if mask_fraction < 1 or 'known' in listify(targets):
+        if 'known' not in listify(targets): raise ValueError(f"mask_fraction={mask_fraction} needs the target 'known' (which masks count)")
+        keep_masks(items[:len(train)], mask_fraction, s.seed if seed is None else seed, kwargs.get('types', LESION_TYPES), kwargs.get('mask_source', 'masks'))
+        kwargs.setdefault('annotated', annotated_types(items[:len(train)], kwargs.get('types', LESION_TYPES), kwargs.get('mask_source', 'masks')))
     db = fundus_datablock(targets, size, hires, regression, aug, valid_idx=list(range(len(train), len(items))), **kwargs)
     bs = bs or s.batch_size
     nw = s.num_workers if num_workers is None else num_workers

@@ -20,6 +20,7 @@ from ..core import LESION_TYPES, GRADES, get_device, get_settings, find_model
 from ..methods import LossTerm, TrainParts
 from .backbones import create_backbone, backbone_stats
 from ..metrics import quadratic_kappa, lesion_aupr
+from ..data.block import masked_indices
 from ..interpret.attribution import register_attribution
 
 # %% auto #0
@@ -126,10 +127,12 @@ def collab_dataloaders(records:pd.DataFrame, # a record table with splits 'train
     return DataLoaders.from_dsets(train, valid, bs=bs, device=dev, drop_last=(len(train) > bs, False), num_workers=nw)
 
 def collab_data(size:int=256, # side of the views
+                mask_fraction:float=0.2, # share of the annotated training images whose masks count; the rest are image-level only
+                mask_source:str='auto', # masks from mask files, or boxes filled in as coarse masks where a record has none ('auto')
                 **kwargs, # more arguments for `fundus_dataloaders`
                )->dict:
-    "Keyword arguments of `drnb.data.block.fundus_dataloaders` for this method: grade and masks, images left in [0, 1]."
-    return dict(targets=('grade', 'masks'), size=size, normalize=False, **kwargs)
+    "Keyword arguments of `drnb.data.block.fundus_dataloaders` for this method: grade, masks and which masks count, images left in [0, 1]."
+    return dict(targets=('grade', 'masks', 'known'), size=size, normalize=False, mask_fraction=mask_fraction, mask_source=mask_source, **kwargs)
 
 # %% ../../nbs/12_models.collab.ipynb #760b3904
 class LesionSegmenter(nn.Module):
@@ -373,7 +376,8 @@ class _Subset:
 def labelled_indices(ds)->list:
     "Indices of the items of `ds` with at least one known mask (all items when `ds` has no `known`)."
     known = getattr(ds, 'known', None)
-    return list(range(len(ds))) if known is None else torch.nonzero(torch.as_tensor(known).any(1)).flatten().tolist()
+    if known is None: return ifnone(masked_indices(ds), list(range(len(ds))))
+    return torch.nonzero(torch.as_tensor(known).any(1)).flatten().tolist()
 
 def labelled_loader(dl, # a fastai DataLoader over a `CollabDataset`
                     bs:int|None=None, # batch size (default `dl.bs`, at most the number of masked images)
@@ -628,5 +632,7 @@ register_method(Method('collab', collab_learner, data=collab_data, fit=fit_colla
                 lambda_pseudo=Param(1., 'weight of the pseudo-mask term'), lambda_adv=Param(0.1, 'weight of the adversarial term'),
                 threshold=Param(0.5, 'pseudo-mask threshold tau', float),
                 phases=Param(('seg', 'grade', 'collab'), 'phases run, in order'),
-                pseudo=Param(True, 'collaborative phase: pseudo-mask term'), adversarial=Param(True, 'collaborative phase: adversarial term')),
+                pseudo=Param(True, 'collaborative phase: pseudo-mask term'), adversarial=Param(True, 'collaborative phase: adversarial term'),
+                mask_fraction=Param(0.2, 'share of the annotated training images whose lesion masks count (the rest: grade only)', float),
+                mask_source=Param('auto', "masks from mask files, or a record's boxes as coarse masks where it has none", choices=('masks', 'boxes', 'auto'))),
     doc='Zhou et al. 2019: a lesion segmenter and a lesion-attentive grader that teach each other'))
