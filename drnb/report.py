@@ -4,12 +4,15 @@
 
 # %% ../nbs/08_report.ipynb #9f7435cd
 from __future__ import annotations
+import json, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
+from .metrics import quadratic_kappa, model_grades, referable_auc, MetricWarning
 
 # %% auto #0
-__all__ = ['leaderboard', 'mean_std', 'mean_std_cell', 'leaderboard_markdown', 'plot_leaderboard', 'compare_methods',
-           'paired_differences', 'plot_seeds']
+__all__ = ['METRIC_FNS', 'leaderboard', 'mean_std', 'mean_std_cell', 'leaderboard_markdown', 'plot_leaderboard',
+           'compare_methods', 'paired_differences', 'plot_seeds', 'run_predictions', 'bootstrap_intervals',
+           'interval_cell']
 
 # %% ../nbs/08_report.ipynb #16634575
 def leaderboard(results:pd.DataFrame|str|Path, # a results table or its CSV
@@ -126,3 +129,67 @@ def plot_seeds(results:pd.DataFrame|str|Path, # a results table or its CSV
                   markers='d', capsize=0.1, ax=ax)
     ax.grid(axis='x', alpha=0.3); ax.set_xlabel(f'{metric} (points: seeds; diamond: mean, 95% interval)')
     return ax
+
+# %% ../nbs/08_report.ipynb #8a2c8882
+METRIC_FNS = dict(kappa=lambda y, p: quadratic_kappa(y, model_grades(p)), referable_auc=referable_auc, weak_label_auc=referable_auc)
+"Test-set metrics `bootstrap_intervals` knows, `f(grades, probs)`; `weak_label_auc` is the referable AUC of a weak label coded 0 / 2."
+
+def run_predictions(results:pd.DataFrame|str|Path, # a results table (`run`, `dataset`, `method`, `seed`, `status`)
+                    root:str|Path, # the sweep's folder, holding one folder per run
+                   )->pd.DataFrame:
+    "One row per (run, test image): dataset, method, seed, label, image index, true grade and the predicted probabilities `p0`... (or `p` for one output)."
+    df = _read(results); df = df[df['status'] == 'ok'] if 'status' in df else df
+    import torch
+    rows = []
+    for _,r in df.iterrows():
+        d = Path(root)/r['run']
+        t = torch.load(d/'test_probs.pth', weights_only=True)
+        label = json.loads((d/'metrics.json').read_text()).get('label', 'grade') if (d/'metrics.json').exists() else 'grade'
+        p = t['probs'].float().reshape(len(t['grades']), -1).numpy()
+        cols = {f'p{j}': p[:, j] for j in range(p.shape[1])} if p.shape[1] > 1 else {'p': p[:, 0]}
+        rows.append(pd.DataFrame(dict(run=r['run'], dataset=r['dataset'], method=r['method'], seed=r['seed'], label=label,
+                                      image=np.arange(len(p)), grade=t['grades'].numpy(), **cols)))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+def _probs(g): return g.filter(regex=r'^p\d+$').to_numpy() if 'p0' in g and g['p0'].notna().all() else g['p'].to_numpy()
+
+def bootstrap_intervals(preds:pd.DataFrame, # from `run_predictions`
+                        metrics:tuple=('kappa', 'referable_auc'), # keys of `METRIC_FNS` (weak-label datasets get `weak_label_auc`)
+                        reference:str|None='baseline', # the method differences are taken against (None: no differences)
+                        n_boot:int=1000, # bootstrap draws
+                        level:float=0.95, # coverage of the intervals
+                        seed:int=0, # seed of the draws
+                       )->pd.DataFrame:
+    "Per dataset, method and metric: the seed mean on the test set, its bootstrap interval over test images, and the paired difference to `reference` with its interval."
+    rng, q = np.random.default_rng(seed), (100*(1 - level)/2, 100*(1 + level)/2)
+    out = []
+    for ds,dd in preds.groupby('dataset', sort=False):
+        weak = (dd['label'] == 'weak_label').all()
+        ms = ('weak_label_auc',) if weak else tuple(m for m in metrics if m != 'weak_label_auc')
+        runs = {k: [(g['grade'].to_numpy(), _probs(g)) for _,g in gm.sort_values('image').groupby('seed')] for k,gm in dd.groupby('method', sort=False)}
+        n = {len(y) for rs in runs.values() for y,_ in rs}
+        if len(n) != 1: raise ValueError(f"{ds}: runs were tested on different numbers of images {sorted(n)}")
+        n = n.pop(); draws = rng.integers(0, n, (n_boot, n))
+        for m in ms:
+            f = METRIC_FNS[m]
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', MetricWarning)
+                point = {k: np.mean([f(y, p) for y,p in rs]) for k,rs in runs.items()}
+                boot = {k: np.array([np.mean([f(y[i], p[i]) for y,p in rs]) for i in draws]) for k,rs in runs.items()}
+            for k in runs:
+                lo,hi = np.nanpercentile(boot[k], q)
+                row = dict(dataset=ds, method=k, metric=m, seeds=len(runs[k]), images=n, mean=point[k], ci_low=lo, ci_high=hi)
+                if reference in runs and k != reference:
+                    d = boot[k] - boot[reference]; dlo,dhi = np.nanpercentile(d, q)
+                    row.update(delta=point[k] - point[reference], delta_low=dlo, delta_high=dhi)
+                out.append(row)
+    return pd.DataFrame(out)
+
+def interval_cell(row, # a row of `bootstrap_intervals`
+                  what:str='mean', # 'mean' or 'delta'
+                 )->str:
+    "`value [low, high]` of a `bootstrap_intervals` row (– where there is none)."
+    lo,hi = ('ci_low', 'ci_high') if what == 'mean' else ('delta_low', 'delta_high')
+    v = row.get(what, np.nan)
+    if v is None or pd.isna(v): return '–'
+    return f"{v:+.3f} [{row[lo]:+.3f}, {row[hi]:+.3f}]" if what == 'delta' else f"{v:.3f} [{row[lo]:.3f}, {row[hi]:.3f}]"

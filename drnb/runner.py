@@ -15,7 +15,7 @@ from .report import leaderboard, leaderboard_markdown, plot_leaderboard
 __all__ = ['CHECKS', 'CONFIG_KEYS', 'SMOKE', 'TRAIN_DEFAULTS', 'TEMPLATE', 'ExperimentError', 'template_params',
            'resolve_dataset', 'check', 'check_params', 'run_name', 'run_status', 'run_experiment', 'result_row',
            'grid_runs', 'collect_results', 'sweep', 'read_config', 'config_runs', 'check_config', 'run_config', 'train',
-           'demo']
+           'localisation_table', 'heatmap_figure', 'demo']
 
 # %% ../nbs/30_runner.ipynb #89e8f6f1
 class ExperimentError(ValueError):
@@ -350,6 +350,54 @@ def train(params:dict, # keys of `TRAIN_DEFAULTS` and the method's own parameter
     if len(methods) == 1: return [_train_one(methods[0], p, mps[0], records, out)]
     return [_train_one(m, p, mp, records, out/m.name) for m,mp in zip(methods, mps)]
 
+# %% ../nbs/30_runner.ipynb #f28c9be6
+def _markdown(df:pd.DataFrame)->str:
+    "A small table as markdown (no extra dependency)."
+    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
+    return '\n'.join(['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|'*len(df.columns)] +
+                     ['| ' + ' | '.join(cell(v) for v in r) + ' |' for r in df.itertuples(index=False)]) + '\n'
+
+def localisation_table(results:pd.DataFrame, # a results table whose runs scored their heatmaps (`pointing_game`...)
+                      )->pd.DataFrame:
+    "Each method's heatmap, its pointing game and pixel AUC in the eye beside the random and centre floors (mean over seeds)."
+    df = results[results['status'] == 'ok'] if 'status' in results else results
+    cols = [c for c in ('pointing_game', 'pointing_game_random', 'pointing_game_centre', 'pixel_auc', 'pixel_auc_random', 'pixel_auc_centre') if c in df]
+    if not cols or 'heatmap' not in df: return pd.DataFrame()
+    t = df.groupby(['method', 'heatmap'], sort=False)[cols + ['heatmap_images']].mean().round(3).reset_index()
+    return t.rename(columns={'pointing_game': 'pointing game', 'pointing_game_random': 'random floor', 'pointing_game_centre': 'centre floor',
+                             'pixel_auc': 'pixel AUC (eye)', 'pixel_auc_random': 'AUC random', 'pixel_auc_centre': 'AUC centre', 'heatmap_images': 'images'})
+
+def heatmap_figure(results:pd.DataFrame, # a results table of runs made by the template (each saved `heatmaps.pth`)
+                   root:str|Path, # the sweep's folder
+                   dataset:str, # the runs' dataset
+                   image_size:int, # their view
+                   square:str='pad', # their square
+                  ):
+    "One row per method (its first seed): its own heatmap on the same test images with the lesions outlined, titled with its pointing game and both floors."
+    import matplotlib.pyplot as plt, torch
+    from drnb.data.block import record_tensors
+    from drnb.interpret.evaluate import as_lesions, show_heatmap
+    df = results[results['status'] == 'ok'].sort_values('seed').drop_duplicates('method')
+    df = df[[(Path(root)/r/'heatmaps.pth').exists() for r in df['run']]]
+    if df.empty: raise ValueError("no run saved heatmaps.pth")
+    test = resolve_dataset(dataset); test = test[test.split == 'test']
+    saved = {r.method: torch.load(Path(root)/r.run/'heatmaps.pth', weights_only=True) for r in df.itertuples()}
+    idx = next(iter(saved.values()))['index'].tolist()
+    t = record_tensors(test.iloc[idx], image_size, square)
+    les = as_lesions(t['masks'].numpy() if t['masks'] is not None else t['boxes'], (len(idx), image_size, image_size))
+    fig, axs = plt.subplots(len(saved), len(idx), figsize=(2.6*len(idx), 2.9*len(saved)), squeeze=False)
+    for row, r in zip(axs, df.itertuples()):
+        s = saved[r.method]
+        for j, ax in enumerate(row):
+            show_heatmap(t['x'][j].permute(1, 2, 0).numpy(), s['maps'][j].float().numpy(), les[j], ax=ax,
+                         title=f"grade {int(test.grade.iloc[idx[j]])}" if row is axs[0] else None)
+        pg = getattr(r, 'pointing_game', float('nan'))
+        row[0].text(-0.08, 0.5, f"{r.method}\n{s['heatmap']}\npointing {pg:.2f}\nrandom {getattr(r, 'pointing_game_random', float('nan')):.2f}\n"
+                    f"centre {getattr(r, 'pointing_game_centre', float('nan')):.2f}", transform=row[0].transAxes, ha='right', va='center', fontsize=9)
+    fig.suptitle(f"each method's own heatmap (eye only) on {dataset} test images, lesions outlined; pointing game over "
+                 f"{int(df['heatmap_images'].max()) if 'heatmap_images' in df else '?'} test images beside a random heatmap in the eye and a centre prior", fontsize=10)
+    return fig
+
 # %% ../nbs/30_runner.ipynb #5ae082bf
 TEMPLATE = Path(__file__).resolve().parent.parent/'nbs'/'experiments'/'train_eval.ipynb' if '__file__' in globals() else Path('experiments/train_eval.ipynb').resolve()
 "The experiment template of this checkout."
@@ -382,6 +430,13 @@ def demo(out:str|Path|None=None, # demo folder (default: runs_path('demo'))
         for f in ('confusion_roc.png', 'heatmaps.png'):
             if (out/r['run']/f).exists(): shutil.copy(out/r['run']/f, figs/f"{r['method']}-s{r['seed']}-{f}")
     print(leaderboard_markdown(lb))
+    loc = localisation_table(res)
+    if not loc.empty:
+        md = _markdown(loc); (out/'localisation.md').write_text(md); print(md)
+        try:
+            fig = heatmap_figure(res, out, dataset, image_size); fig.savefig(figs/'heatmaps.png', dpi=90, bbox_inches='tight')
+        except Exception as e: print(f"heatmap figure skipped: {type(e).__name__}: {e}")
     print(f"drnb demo finished in {time.time()-t0:.0f} s: {(res.status=='ok').sum()} of {len(res)} runs ok")
-    print(f"results: {out/'results.csv'}\nleaderboard: {out/'leaderboard.md'}\nfigures: {figs}\nexecuted notebooks: {out}/*/notebook.ipynb")
+    print(f"results: {out/'results.csv'}\nleaderboard: {out/'leaderboard.md'}\nheatmaps of every method: {figs/'heatmaps.png'}\n"
+          f"figures: {figs}\nexecuted notebooks: {out}/*/notebook.ipynb")
     return 0 if (res.status == 'ok').all() else 1

@@ -218,6 +218,36 @@ def test_evaluate_heatmaps_summary():
     assert r['pixel_auc'] > 0.99
     with pytest.raises(ValueError, match='no lesion'): evaluate_heatmaps(good[None], np.zeros((1, 48, 48), bool))
 
+def test_evaluate_heatmaps_reports_both_floors_and_a_random_heatmap_in_the_eye_scores_half():
+    "A black frame holds no lesion: counted as background it lifts a random heatmap's pixel AUC; inside the eye it is 0.5."
+    g = np.random.default_rng(1)
+    yy, xx = np.mgrid[:96, :96]
+    eye = np.broadcast_to((yy - 47.5)**2 + (xx - 47.5)**2 <= 40**2, (6, 96, 96)).copy()   # frame: 45% of the view
+    m = np.zeros((6, 96, 96), bool)
+    for i in range(6):
+        for _ in range(4):
+            cy, cx = g.integers(25, 70, 2); m[i, cy:cy+4, cx:cx+4] = True
+    assert not (m & ~eye).any()
+    rnd = random_heatmaps(eye, seed=3)
+    assert pixel_auc(rnd, m) > 0.65                                                  # the old metric: the frame inflates it
+    assert pixel_auc(rnd, m, eye=eye) == pytest.approx(0.5, abs=0.02)
+    views = np.where(eye, 0.5, 0.)[:, None].repeat(3, 1)
+    good = m.astype(float) + 0.01*rnd
+    r = evaluate_heatmaps(good, m, eye=views)
+    for k in ('pointing_game', 'pixel_auc', 'pixel_aupr', 'hit_rate@4', 'coverage@4', 'froc_score'):
+        assert {k, f'{k}_random', f'{k}_centre'} <= set(r), k
+    assert r['pixel_auc_random'] == pytest.approx(0.5, abs=0.02) and r['pixel_auc'] > 0.99
+    assert r['pixel_auc_centre'] > r['pixel_auc_random']                               # the lesions sit near the middle
+    assert (eye_masks(views) == eye).all()
+
+def test_tolerances_scale_with_the_view():
+    "The same miss, 6 px at 96 px, 12 px at 192 px: the default tolerance (15/224 of the side) treats both alike."
+    for side, off in ((96, 6), (192, 12)):
+        h = np.zeros((1, side, side)); m = np.zeros((1, side, side), bool)
+        m[0, side//2, side//2] = True; h[0, side//2 + off, side//2] = 1
+        assert pointing_game(h, m) == 1 and pointing_game(h, m, tolerance=off - 1) == 0
+        assert view_pixels('tolerance', h.shape) == pytest.approx(side*15/224)
+
 def test_figures_return_axes():
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     h = np.zeros((1, 20, 20)); h[0, 3, 3] = 1; bx = [[['HE', 2, 2, 5, 5]]]

@@ -19,7 +19,7 @@ __all__ = ['TARGET_SCORES', 'REDUCTIONS', 'ATTRIBUTIONS', 'FORWARD_PIXELS', 'mod
            'AttributionHead', 'resolve_target', 'hook_state', 'attribution_mode', 'unshared', 'AttributionMethod',
            'register_attribution', 'get_attribution', 'forward_batch', 'integrated_gradients', 'smoothgrad',
            'occlusion', 'gradcam', 'guided_gradcam', 'probe', 'feature_layer', 'model_device', 'to_heatmap',
-           'attribute']
+           'attribute', 'restrict_to_eye']
 
 # %% ../../nbs/20_interpret.attribution.ipynb #827b71fb
 def model_logits(model:nn.Module, # a classifier, or a multi-network model (see the convention above)
@@ -327,6 +327,7 @@ def attribute(learn_or_model, # a fastai `Learner` or an `nn.Module`
               forward_fn=None, # `forward_fn(x)` -> logits, for models whose forward returns something else
               layer:nn.Module|None=None, # feature layer for Grad-CAM methods (default: `feature_layer`)
               reduce:str|None=None, # channel reduction, a key of `REDUCTIONS` (default: the method's)
+              eye_only:bool=False, # set each heatmap to its minimum outside the eye (found on the images, `eye_masks`)
               **method_kwargs, # passed to the method (e.g. `n_steps`, `baselines`, `window`)
              )->Tensor:
     "Heatmaps (N,H,W) of `method` for `target`, at input resolution, on the model's device; the model is left as it was."
@@ -351,4 +352,15 @@ def attribute(learn_or_model, # a fastai `Learner` or an `nn.Module`
                 xb = x[i:i+bs].clone().requires_grad_()
                 tb = resolve_target(head, xb, targets[i:i+bs] if isinstance(targets, Tensor) else targets, info['n_out'])
                 maps.append(to_heatmap(m.fn(head, xb, tb, **method_kwargs), reduce or m.reduce, x.shape[-2:]))
-    return torch.cat(maps)
+    maps = torch.cat(maps)
+    return restrict_to_eye(maps, x) if eye_only else maps
+
+def restrict_to_eye(maps:Tensor, # (N,H,W) heatmaps
+                    images, # the views they explain (N,C,H,W), any scale; or (N,H,W) bool eye masks
+                   )->Tensor:
+    "The heatmaps with every pixel outside the eye set to the map's minimum inside it: a peak in the black frame is no peak."
+    from drnb.interpret.evaluate import eye_masks
+    e = torch.as_tensor(images if getattr(images, 'dtype', None) in (torch.bool, bool) else eye_masks(images), device=maps.device).bool()
+    if e.shape != maps.shape: raise ValueError(f"restrict_to_eye: eye masks {tuple(e.shape)} for heatmaps {tuple(maps.shape)}")
+    lo = torch.where(e, maps, torch.full_like(maps, float('inf'))).flatten(1).amin(1).nan_to_num(0., posinf=0.)
+    return torch.where(e, maps, lo[:, None, None])

@@ -13,13 +13,15 @@ from scipy.stats import rankdata
 from ..core import LESION_TYPES
 from ..synth import LESION_COLOURS as SYNTH_COLOURS
 from ..metrics import MetricWarning, to_np, roc_auc, average_precision
+from ..data.preprocess import fov_mask
 
 # %% auto #0
-__all__ = ['FROC_FPS', 'LESION_COLOURS', 'Lesion', 'mask_lesions', 'box_lesions', 'rescale_boxes', 'as_lesions', 'lesion_map',
-           'pointing_game', 'pixel_auc', 'pixel_aupr', 'heatmap_peaks', 'top_boxes', 'lesion_candidates', 'froc_curve',
-           'froc_score', 'hit_rate', 'plot_froc', 'box_coverage', 'show_heatmap', 'perturbation_baseline',
-           'deletion_curve', 'curve_auc', 'plot_curves', 'randomise_model', 'rank_correlation', 'heatmap_ssim',
-           'sanity_check', 'evaluate_heatmaps']
+__all__ = ['VIEW_SCALES', 'FROC_FPS', 'LESION_COLOURS', 'Lesion', 'mask_lesions', 'box_lesions', 'rescale_boxes', 'as_lesions',
+           'lesion_map', 'view_pixels', 'pointing_game', 'pixel_auc', 'pixel_aupr', 'heatmap_peaks', 'top_boxes',
+           'lesion_candidates', 'froc_curve', 'froc_score', 'hit_rate', 'plot_froc', 'box_coverage', 'show_heatmap',
+           'perturbation_baseline', 'deletion_curve', 'curve_auc', 'plot_curves', 'randomise_model', 'rank_correlation',
+           'heatmap_ssim', 'sanity_check', 'eye_masks', 'random_heatmaps', 'centre_heatmaps', 'random_pointing',
+           'evaluate_heatmaps']
 
 # %% ../../nbs/21_interpret.evaluate.ipynb #af5ee82b
 def _undefined(msg):
@@ -140,14 +142,26 @@ def lesion_map(lesions, # `Lesion`s of one image
     return m
 
 # %% ../../nbs/21_interpret.evaluate.ipynb #3b1b9353
+VIEW_SCALES = dict(tolerance=15/224, box_size=1/8, radius=1/32)
+"Defaults of the localisation measures as fractions of the heatmap's side: pointing-game tolerance (Zhang et al.: 15 px at 224), top-k box side and NMS radius (32 and 8 px at 256)."
+
+def view_pixels(name:str, # a key of `VIEW_SCALES`
+                shape:tuple, # shape of the heatmaps, (..., H, W)
+                value=None, # an explicit value in pixels (returned as is)
+               ):
+    "`value`, or the default of measure `name` in pixels of a heatmap of this shape (its side times `VIEW_SCALES[name]`)."
+    if value is not None: return value
+    px = VIEW_SCALES[name] * max(shape[-2:])
+    return px if name == 'tolerance' else max(1, int(round(px)))
+
 def pointing_game(heatmaps, # (N,H,W) heatmaps
                   gt, # masks (N,T,H,W)/(N,H,W) or N lists of boxes (see `as_lesions`)
-                  tolerance:float=15, # pixels around a lesion that still count as on it
+                  tolerance:float|None=None, # pixels around a lesion that still count as on it (default: 15/224 of the side)
                   types=LESION_TYPES, # mask channel names / box types kept
                   per_image:bool=False, # return the per-image hits (1, 0, nan without lesions)
                  ):
     "Fraction of images (with lesions) whose heatmap maximum lies within `tolerance` px of a lesion."
-    h = _heatmaps(heatmaps); lesions = as_lesions(gt, h.shape, types)
+    h = _heatmaps(heatmaps); lesions = as_lesions(gt, h.shape, types); tolerance = view_pixels('tolerance', h.shape, tolerance)
     hits = np.full(len(h), np.nan)
     for i, (hi, li) in enumerate(zip(h, lesions)):
         if not li: continue
@@ -158,16 +172,23 @@ def pointing_game(heatmaps, # (N,H,W) heatmaps
     return _undefined("pointing game: no image has a lesion") if np.isnan(hits).all() else float(np.nanmean(hits))
 
 # %% ../../nbs/21_interpret.evaluate.ipynb #5b509a5d
-def _pixel_metric(fn, heatmaps, gt, types, pooled, per_image, what):
-    h = _heatmaps(heatmaps); lesions = as_lesions(gt, h.shape, types)
+def _eye(eye, shape):
+    if eye is None: return np.ones(shape, bool)
+    e = to_np(eye).astype(bool)
+    if e.ndim == 2: e = np.broadcast_to(e, shape)
+    if e.shape != tuple(shape): raise ValueError(f"eye masks of shape {e.shape} for heatmaps of shape {tuple(shape)}")
+    return e
+
+def _pixel_metric(fn, heatmaps, gt, types, pooled, per_image, what, eye=None):
+    h = _heatmaps(heatmaps); lesions = as_lesions(gt, h.shape, types); e = _eye(eye, h.shape)
     truth = np.stack([lesion_map(l, h.shape[1:]) for l in lesions])
-    has = truth.reshape(len(h), -1).any(1) & ~truth.reshape(len(h), -1).all(1)
+    has = np.array([t[ei].any() and not t[ei].all() for t, ei in zip(truth, e)])
     if pooled:
         lo, hi = h.min((1, 2), keepdims=True), h.max((1, 2), keepdims=True)
-        return fn(truth, (h - lo)/np.where(hi > lo, hi - lo, 1))
+        return fn(truth[e], ((h - lo)/np.where(hi > lo, hi - lo, 1))[e])
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', MetricWarning)
-        vals = np.array([fn(t, hi) if ok else np.nan for t, hi, ok in zip(truth, h, has)])
+        vals = np.array([fn(t[ei], hi[ei]) if ok else np.nan for t, hi, ei, ok in zip(truth, h, e, has)])
     if per_image: return vals
     return _undefined(f"{what}: no image has both lesion and background pixels") if not has.any() else float(np.nanmean(vals))
 
@@ -176,18 +197,20 @@ def pixel_auc(heatmaps, # (N,H,W) heatmaps
               types=LESION_TYPES, # mask channel names / box types kept
               pooled:bool=False, # pool the pixels of all images (each heatmap scaled to [0,1])
               per_image:bool=False, # return the per-image values (nan without lesions)
+              eye=None, # (N,H,W) bool: count only these pixels (the eye); default all
              ):
-    "ROC AUC of lesion pixels against background, ranked by the heatmap; mean over images with lesions."
-    return _pixel_metric(roc_auc, heatmaps, gt, types, pooled, per_image, 'pixel AUC')
+    "ROC AUC of lesion pixels against background (inside the eye when `eye` is given), ranked by the heatmap; mean over images with lesions."
+    return _pixel_metric(roc_auc, heatmaps, gt, types, pooled, per_image, 'pixel AUC', eye)
 
 def pixel_aupr(heatmaps, # (N,H,W) heatmaps
                gt, # masks (N,T,H,W)/(N,H,W) or N lists of boxes
                types=LESION_TYPES, # mask channel names / box types kept
                pooled:bool=False, # pool the pixels of all images (each heatmap scaled to [0,1])
                per_image:bool=False, # return the per-image values (nan without lesions)
+               eye=None, # (N,H,W) bool: count only these pixels (the eye); default all
               ):
-    "Average precision of lesion pixels ranked by the heatmap; mean over images with lesions."
-    return _pixel_metric(average_precision, heatmaps, gt, types, pooled, per_image, 'pixel AUPR')
+    "Average precision of lesion pixels (inside the eye when `eye` is given) ranked by the heatmap; mean over images with lesions."
+    return _pixel_metric(average_precision, heatmaps, gt, types, pooled, per_image, 'pixel AUPR', eye)
 
 # %% ../../nbs/21_interpret.evaluate.ipynb #467c16a1
 def heatmap_peaks(heatmap, # (H,W) heatmap
@@ -516,17 +539,70 @@ def sanity_check(heatmap_fn, # heatmap_fn(model, images) -> (N,H,W) heatmaps
     return pd.DataFrame(rows)
 
 # %% ../../nbs/21_interpret.evaluate.ipynb #4e79e5b3
+def eye_masks(images, # views (N,3,H,W) or (N,H,W,3), or one view; uint8, [0, 1] or normalised (only the order of values counts)
+             )->np.ndarray:
+    "(N,H,W) bool: each view's field of view, found on its red channel rescaled to 0-255 (`drnb.data.preprocess.fov_mask`)."
+    x = to_np(images).astype('float32')
+    if x.ndim == 3: x = x[None]
+    if x.ndim != 4: raise ValueError(f"eye_masks: images of shape {x.shape}; expected (N,3,H,W) or (N,H,W,3)")
+    r = x[:, 0] if x.shape[1] in (1, 3) and x.shape[-1] not in (1, 3) else x[..., 0]
+    lo, hi = r.min((1, 2), keepdims=True), r.max((1, 2), keepdims=True)
+    r8 = ((r - lo) / np.where(hi > lo, hi - lo, 1) * 255).round().astype(np.uint8)
+    return np.stack([fov_mask(ri) for ri in r8])
+
+def random_heatmaps(eye, # (N,H,W) bool eye masks
+                    seed:int=0, # seed of the noise
+                   )->np.ndarray:
+    "Uniform noise in (0, 1] inside the eye, 0 outside: the floor a heatmap that knows only where the eye is reaches."
+    e = to_np(eye).astype(bool)
+    return np.where(e, 1 - np.random.default_rng(seed).random(e.shape), 0.)
+
+def centre_heatmaps(eye, # (N,H,W) bool eye masks
+                    sigma:float=0.25, # the Gaussian's width as a fraction of the side
+                   )->np.ndarray:
+    "A Gaussian at the centre of each view, 0 outside the eye: the floor of 'lesions are near the middle'."
+    e = to_np(eye).astype(bool); H, W = e.shape[-2:]
+    yy, xx = np.mgrid[:H, :W]
+    g = np.exp(-(((yy - (H - 1)/2)**2 + (xx - (W - 1)/2)**2) / (2*(sigma*max(H, W))**2)))
+    return np.where(e, g[None] + 1e-6, 0.)
+
+def random_pointing(gt, # masks (N,T,H,W)/(N,H,W) or N lists of boxes / `Lesion`s
+                    eye, # (N,H,W) bool eye masks
+                    tolerance:float|None=None, # as in `pointing_game` (default: `VIEW_SCALES`)
+                    types=LESION_TYPES, # mask channel names / box types kept
+                   )->float:
+    "Expected pointing game of a heatmap whose peak is any pixel of the eye with equal chance: the share of eye pixels within `tolerance` of a lesion, mean over images with lesions."
+    e = to_np(eye).astype(bool); lesions = as_lesions(gt, e.shape, types); tol = view_pixels('tolerance', e.shape, tolerance)
+    vals = [(ndimage.distance_transform_edt(~lesion_map(l, e.shape[1:]))[ei] <= tol).mean() for l, ei in zip(lesions, e) if l and ei.any()]
+    return float(np.mean(vals)) if vals else _undefined("random pointing: no image has a lesion")
+
+def _measures(h, lesions, eye, tolerance, k, box_size, radius):
+    return {'pointing_game': pointing_game(h, lesions, tolerance), 'pixel_auc': pixel_auc(h, lesions, eye=eye),
+            'pixel_aupr': pixel_aupr(h, lesions, eye=eye), f'hit_rate@{k}': hit_rate(h, lesions, k, radius),
+            f'coverage@{k}': float(box_coverage(h, lesions, (k,), box_size)['coverage'][0]), 'froc_score': froc_score(froc_curve(h, lesions, radius))}
+
 def evaluate_heatmaps(heatmaps, # (N,H,W) heatmaps
                       gt, # masks (N,T,H,W)/(N,H,W) or N lists of boxes
-                      tolerance:float=15, # pointing-game tolerance (pixels)
+                      eye=None, # (N,H,W) bool eye masks, or the views themselves (see `eye_masks`); None: the whole view
+                      tolerance:float|None=None, # pointing-game tolerance in pixels (default: `VIEW_SCALES`)
                       k:int=4, # boxes per image for hit rate and coverage
-                      box_size:int=32, # side of the boxes (pixels)
-                      radius:int=8, # NMS radius for FROC and hit rate
+                      box_size:int|None=None, # side of the boxes in pixels (default: `VIEW_SCALES`)
+                      radius:int|None=None, # NMS radius for FROC and hit rate (default: `VIEW_SCALES`)
                       types=LESION_TYPES, # mask channel names / box types kept
+                      floors:bool=True, # also score a random heatmap and a centre prior inside the eye
+                      n_random:int=3, # random heatmaps averaged for the random floor
                      )->dict:
-    "Localisation summary of heatmaps against lesions: pointing game, pixel AUC/AUPR, hit rate, top-k coverage, FROC score."
+    "Localisation of heatmaps against lesions (pointing game, pixel AUC/AUPR in the eye, hit rate, top-k coverage, FROC score), each beside its random and centre floors."
     h = _heatmaps(heatmaps); lesions = as_lesions(gt, h.shape, types)
     if not any(lesions): raise ValueError("evaluate_heatmaps: the ground truth holds no lesion")
-    return dict(pointing_game=pointing_game(h, lesions, tolerance), pixel_auc=pixel_auc(h, lesions), pixel_aupr=pixel_aupr(h, lesions),
-                **{f'hit_rate@{k}': hit_rate(h, lesions, k, radius), f'coverage@{k}': float(box_coverage(h, lesions, (k,), box_size)['coverage'][0]),
-                   'froc_score': froc_score(froc_curve(h, lesions, radius))})
+    if eye is not None and to_np(eye).dtype != bool: eye = eye_masks(eye)
+    e = _eye(eye, h.shape)
+    px = dict(tolerance=view_pixels('tolerance', h.shape, tolerance), box_size=view_pixels('box_size', h.shape, box_size),
+              radius=view_pixels('radius', h.shape, radius))
+    res = _measures(h, lesions, e, k=k, **px)
+    if not floors: return res
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', MetricWarning)
+        rnd = pd.DataFrame([_measures(random_heatmaps(e, s), lesions, e, k=k, **px) for s in range(n_random)]).mean()
+        cen = _measures(centre_heatmaps(e), lesions, e, k=k, **px)
+    return {**res, **{f'{m}_random': float(rnd[m]) for m in res}, **{f'{m}_centre': float(cen[m]) for m in res}}

@@ -16,7 +16,8 @@ from ..core import GRADES, LESION_TYPES, MASK_TYPES, get_settings, find_model
 from ..data.block import load_view, lesion_masks, view_boxes
 from ..metrics import MetricWarning, to_np
 from .attribution import ATTRIBUTIONS, attribute, model_logits, model_device
-from .evaluate import Lesion, mask_lesions, box_lesions, pointing_game, pixel_auc, LESION_COLOURS
+from .evaluate import (Lesion, mask_lesions, box_lesions, pointing_game, pixel_auc, LESION_COLOURS, eye_masks,
+                                     centre_heatmaps, random_pointing, view_pixels)
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN_STD', 'TARGETS', 'ORDERS', 'CMAPS', 'DEFAULT_METHODS', 'ExplorerItem', 'record_items', 'as_items',
@@ -241,7 +242,7 @@ class Explorer:
                  threshold:float=0., # level of the scaled heatmap outlined as regions (0: none)
                  show_gt:bool=True, # outline the ground truth
                  show_zoom:bool=True, # draw zoom boxes and crops when the model has them
-                 tolerance:float=15, # pointing-game tolerance, view pixels
+                 tolerance:float|None=None, # pointing-game tolerance, view pixels (default: 15/224 of the view's side)
                  method_kwargs:dict|None=None, # method name -> extra arguments for `attribute`
                  square:str='auto', # how photographs become square: 'pad', 'eye', or 'auto': as the loaded run was trained (`load_run`), else 'pad'
                  dpi:int=72, # resolution of the panel drawn in the app
@@ -349,14 +350,18 @@ def compute(self:Explorer)->dict:
 
 @patch
 def scores(self:Explorer, method:str)->dict:
-    "Pointing game hit and pixel AUC of `method`'s heatmap against the selected image's lesions (nan without lesions), cached."
+    "Pointing game hit and pixel AUC in the eye of `method`'s heatmap against the selected image's lesions, beside a random heatmap's and a centre prior's (nan without lesions), cached."
     k = self.key(method)
     if k not in self.scores_cache:
         h,les = self.heatmap(method),self.item.lesions()
+        nan = float('nan')
+        if not les: self.scores_cache[k] = dict(pointing=nan, pixel_auc=nan, pointing_random=nan, pointing_centre=nan, pixel_auc_centre=nan); return self.scores_cache[k]
+        e = eye_masks(self.item.image); tol = view_pixels('tolerance', h.shape, self.tolerance); c = centre_heatmaps(e)
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', MetricWarning)
-            self.scores_cache[k] = dict(pointing=float(pointing_game(h[None], [les], self.tolerance)) if les else float('nan'),
-                                        pixel_auc=float(pixel_auc(h[None], [les])) if les else float('nan'))
+            self.scores_cache[k] = dict(pointing=float(pointing_game(h[None], [les], tol)), pixel_auc=float(pixel_auc(h[None], [les], eye=e)),
+                                        pointing_random=random_pointing([les], e, tol), pointing_centre=float(pointing_game(c, [les], tol)),
+                                        pixel_auc_centre=float(pixel_auc(c, [les], eye=e)))
     return self.scores_cache[k]
 
 @patch
@@ -446,7 +451,8 @@ def render(self:Explorer, dpi:int|None=None, panel:float=3.2)->Figure:
         self.drawn['regions'][m] = nreg
         self._draw_gt(ax, gt, ext)
         s = self.scores(m)
-        sc = [] if np.isnan(s['pointing']) else [f"pointing {'hit' if s['pointing'] else 'miss'}", f"pixel AUC {s['pixel_auc']:.2f}"]
+        sc = [] if np.isnan(s['pointing']) else [f"pointing {'hit' if s['pointing'] else 'miss'} (random {s['pointing_random']:.2f}, centre {'hit' if s['pointing_centre'] else 'miss'})",
+                                                 f"eye AUC {s['pixel_auc']:.2f} (random 0.50, centre {s['pixel_auc_centre']:.2f})"]
         ax.set_title(m + ('\n' + ' · '.join(sc) if sc else '\n(no lesion to score)'), fontsize=9, y=1)
     ax = fig.add_subplot(gs[0, -1]); self._draw_probs(ax, p)
     if crops:
