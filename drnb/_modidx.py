@@ -991,6 +991,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'drnb.report.bootstrap_intervals': ('report.html#bootstrap_intervals', 'drnb/report.py'),
                              'drnb.report.compare_methods': ('report.html#compare_methods', 'drnb/report.py'),
                              'drnb.report.interval_cell': ('report.html#interval_cell', 'drnb/report.py'),
+                             'drnb.report.interval_leaderboard': ('report.html#interval_leaderboard', 'drnb/report.py'),
                              'drnb.report.leaderboard': ('report.html#leaderboard', 'drnb/report.py'),
                              'drnb.report.leaderboard_markdown': ('report.html#leaderboard_markdown', 'drnb/report.py'),
                              'drnb.report.mean_std': ('report.html#mean_std', 'drnb/report.py'),

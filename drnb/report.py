@@ -12,7 +12,7 @@ from .metrics import quadratic_kappa, model_grades, referable_auc, MetricWarning
 # %% auto #0
 __all__ = ['METRIC_FNS', 'leaderboard', 'mean_std', 'mean_std_cell', 'leaderboard_markdown', 'plot_leaderboard',
            'compare_methods', 'paired_differences', 'plot_seeds', 'run_predictions', 'bootstrap_intervals',
-           'interval_cell']
+           'interval_cell', 'interval_leaderboard']
 
 # %% ../nbs/08_report.ipynb #16634575
 def leaderboard(results:pd.DataFrame|str|Path, # a results table or its CSV
@@ -193,3 +193,28 @@ def interval_cell(row, # a row of `bootstrap_intervals`
     v = row.get(what, np.nan)
     if v is None or pd.isna(v): return '–'
     return f"{v:+.3f} [{row[lo]:+.3f}, {row[hi]:+.3f}]" if what == 'delta' else f"{v:.3f} [{row[lo]:.3f}, {row[hi]:.3f}]"
+
+# %% ../nbs/08_report.ipynb #dd8db7a1
+def interval_leaderboard(results:pd.DataFrame|str|Path, # a results table (one row per run, metrics as columns)
+                         preds:pd.DataFrame, # from `run_predictions` over the same runs
+                         metrics:tuple=('kappa', 'referable_auc', 'weak_label_auc'), # those with values are shown
+                         reference:str='baseline', # the arm the differences are taken against
+                         n_boot:int=1000, # bootstrap draws
+                        )->pd.DataFrame:
+    "Per dataset, metric and method: `mean ± std (n)` over seeds, the 95% bootstrap interval over test images, the paired difference to `reference` by seed and its interval."
+    df = _read(results); df = df[df['status'] == 'ok'] if 'status' in df else df
+    iv = bootstrap_intervals(preds, metrics, reference, n_boot).set_index(['dataset', 'metric', 'method'])
+    rows = []
+    for m in metrics:
+        if m not in df or df[m].isna().all(): continue
+        pdiff = paired_differences(df, reference, m).set_index(['dataset', 'method']) if reference in set(df['method']) else pd.DataFrame()
+        for (ds, meth), g in df.dropna(subset=[m]).groupby(['dataset', 'method'], sort=False):
+            r = iv.loc[(ds, m, meth)] if (ds, m, meth) in iv.index else {}
+            rows.append(dict(dataset=ds, metric=m, method=meth, seeds=mean_std(g[m]) + f" ({len(g)})",
+                             test_interval=f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]" if len(r) else '–',
+                             vs_reference=pdiff.loc[(ds, meth), 'cell'] if (ds, meth) in pdiff.index else '–',
+                             difference_interval=interval_cell(r, 'delta').split(' ', 1)[-1] if len(r) and meth != reference else '–',
+                             _mean=g[m].mean()))
+    out = pd.DataFrame(rows)
+    if out.empty: return out
+    return out.sort_values(['dataset', 'metric', '_mean'], ascending=[True, True, False]).drop(columns='_mean').reset_index(drop=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from .core import get_settings, runs_path
 from .methods import get_method, method_names, available_methods, save_run, MethodError, params_help
-from .report import leaderboard, leaderboard_markdown, plot_leaderboard
+from .report import leaderboard, leaderboard_markdown, plot_leaderboard, run_predictions
 
 # %% auto #0
 __all__ = ['CHECKS', 'CONFIG_KEYS', 'SMOKE', 'TRAIN_DEFAULTS', 'TEMPLATE', 'ExperimentError', 'template_params',
@@ -225,8 +225,8 @@ def sweep(template:str|Path, # the experiment template
     return collect_results(out)
 
 # %% ../nbs/30_runner.ipynb #b3e56ab0
-CONFIG_KEYS = ('template', 'out', 'results', 'base', 'arms', 'grid', 'doc')
-"Keys a config may have."
+CONFIG_KEYS = ('template', 'out', 'results', 'predictions', 'base', 'arms', 'grid', 'doc')
+"Keys a config may have (`predictions`: a CSV, gzipped by its name, of every run's test predictions, for intervals over test images)."
 SMOKE = dict(dataset='synthetic:tiny', epochs=1, image_size=64, batch_size=8, max_train=16, n_heatmaps=2, pretrained=False)
 "What `run_config(smoke=True)` overrides: the smallest run that goes through every cell of the template."
 
@@ -242,7 +242,8 @@ def read_config(path:str|Path)->dict:
     if not isinstance(spec.get('grid', {}), dict): raise ExperimentError(f"{p}: 'grid' must map parameters to lists")
     spec['template'] = (p.parent/spec['template']).resolve() if spec.get('template') else TEMPLATE
     spec['out'] = runs_path(spec['out']) if spec.get('out') and not Path(spec['out']).is_absolute() else Path(spec.get('out') or runs_path(p.parent.name))
-    if spec.get('results'): spec['results'] = p.parent/spec['results']
+    for k in ('results', 'predictions'):
+        if spec.get(k): spec[k] = p.parent/spec[k]
     spec.setdefault('base', {}); spec.setdefault('grid', {}); spec.setdefault('arms', {})
     axes = spec['arms'] if isinstance(spec['arms'], list) else [spec['arms']]
     if not all(isinstance(a, dict) and all(isinstance(v, dict) or v is None for v in a.values()) for a in axes):
@@ -278,6 +279,7 @@ def run_config(path:str|Path, # a config file
         runs = [{**runs[0], **{k:v for k,v in SMOKE.items() if k in declared}}]
     res = sweep(c['template'], runs, out or c['out'], progress=progress)
     if c.get('results') and not smoke: shutil.copy(Path(out or c['out'])/'results.csv', c['results'])
+    if c.get('predictions') and not smoke: run_predictions(res, out or c['out']).round(5).to_csv(c['predictions'], index=False)
     return res
 
 # %% ../nbs/30_runner.ipynb #e5be6bfd
