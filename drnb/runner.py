@@ -366,6 +366,7 @@ def localisation_table(results:pd.DataFrame, # a results table whose runs scored
     cols = [c for c in ('pointing_game', 'pointing_game_random', 'pointing_game_centre', 'pixel_auc', 'pixel_auc_random', 'pixel_auc_centre') if c in df]
     if not cols or 'heatmap' not in df: return pd.DataFrame()
     t = df.groupby(['method', 'heatmap'], sort=False)[cols + ['heatmap_images']].mean().round(3).reset_index()
+    t['heatmap_images'] = t['heatmap_images'].round().astype(int)
     return t.rename(columns={'pointing_game': 'pointing game', 'pointing_game_random': 'random floor', 'pointing_game_centre': 'centre floor',
                              'pixel_auc': 'pixel AUC (eye)', 'pixel_auc_random': 'AUC random', 'pixel_auc_centre': 'AUC centre', 'heatmap_images': 'images'})
 
@@ -387,17 +388,18 @@ def heatmap_figure(results:pd.DataFrame, # a results table of runs made by the t
     idx = next(iter(saved.values()))['index'].tolist()
     t = record_tensors(test.iloc[idx], image_size, square)
     les = as_lesions(t['masks'].numpy() if t['masks'] is not None else t['boxes'], (len(idx), image_size, image_size))
-    fig, axs = plt.subplots(len(saved), len(idx), figsize=(2.6*len(idx), 2.9*len(saved)), squeeze=False)
-    for row, r in zip(axs, df.itertuples()):
+    fig, axs = plt.subplots(len(saved), len(idx), figsize=(2.4*len(idx) + 1.6, 2.5*len(saved) + 0.6), squeeze=False, layout='constrained')
+    for i, (row, r) in enumerate(zip(axs, df.itertuples())):
         s = saved[r.method]
         for j, ax in enumerate(row):
             show_heatmap(t['x'][j].permute(1, 2, 0).numpy(), s['maps'][j].float().numpy(), les[j], ax=ax,
-                         title=f"grade {int(test.grade.iloc[idx[j]])}" if row is axs[0] else None)
+                         title=f"test image {idx[j]}, grade {int(test.grade.iloc[idx[j]])}" if i == 0 else None)
+            if (i, j) != (0, len(row) - 1) and ax.get_legend(): ax.get_legend().remove()   # one legend of lesion colours
         pg = getattr(r, 'pointing_game', float('nan'))
         row[0].text(-0.08, 0.5, f"{r.method}\n{s['heatmap']}\npointing {pg:.2f}\nrandom {getattr(r, 'pointing_game_random', float('nan')):.2f}\n"
                     f"centre {getattr(r, 'pointing_game_centre', float('nan')):.2f}", transform=row[0].transAxes, ha='right', va='center', fontsize=9)
-    fig.suptitle(f"each method's own heatmap (eye only) on {dataset} test images, lesions outlined; pointing game over "
-                 f"{int(df['heatmap_images'].max()) if 'heatmap_images' in df else '?'} test images beside a random heatmap in the eye and a centre prior", fontsize=10)
+    fig.suptitle(f"Each method's own heatmap (eye only) on {dataset} test images, lesions outlined.\nPointing game over "
+                 f"{int(df['heatmap_images'].max()) if 'heatmap_images' in df else '?'} test images with lesions, beside a random heatmap in the eye and a centre prior.", fontsize=10)
     return fig
 
 # %% ../nbs/30_runner.ipynb #5ae082bf
