@@ -16,12 +16,12 @@ from ..metrics import MetricWarning, to_np, roc_auc, average_precision
 from ..data.preprocess import fov_mask
 
 # %% auto #0
-__all__ = ['VIEW_SCALES', 'FROC_FPS', 'LESION_COLOURS', 'Lesion', 'mask_lesions', 'box_lesions', 'rescale_boxes', 'as_lesions',
-           'lesion_map', 'view_pixels', 'pointing_game', 'pixel_auc', 'pixel_aupr', 'heatmap_peaks', 'top_boxes',
-           'lesion_candidates', 'froc_curve', 'froc_score', 'hit_rate', 'plot_froc', 'box_coverage', 'show_heatmap',
-           'perturbation_baseline', 'deletion_curve', 'curve_auc', 'plot_curves', 'randomise_model', 'rank_correlation',
-           'heatmap_ssim', 'sanity_check', 'eye_masks', 'random_heatmaps', 'centre_heatmaps', 'random_pointing',
-           'evaluate_heatmaps']
+__all__ = ['VIEW_SCALES', 'FROC_FPS', 'LESION_COLOURS', 'MEASURES', 'Lesion', 'mask_lesions', 'box_lesions', 'rescale_boxes',
+           'as_lesions', 'lesion_map', 'view_pixels', 'pointing_game', 'pixel_auc', 'pixel_aupr', 'heatmap_peaks',
+           'top_boxes', 'lesion_candidates', 'froc_curve', 'froc_score', 'hit_rate', 'plot_froc', 'box_coverage',
+           'show_heatmap', 'perturbation_baseline', 'deletion_curve', 'curve_auc', 'plot_curves', 'randomise_model',
+           'rank_correlation', 'heatmap_ssim', 'sanity_check', 'eye_masks', 'random_heatmaps', 'centre_heatmaps',
+           'random_pointing', 'evaluate_heatmaps']
 
 # %% ../../nbs/21_interpret.evaluate.ipynb #af5ee82b
 def _undefined(msg):
@@ -576,10 +576,14 @@ def random_pointing(gt, # masks (N,T,H,W)/(N,H,W) or N lists of boxes / `Lesion`
     vals = [(ndimage.distance_transform_edt(~lesion_map(l, e.shape[1:]))[ei] <= tol).mean() for l, ei in zip(lesions, e) if l and ei.any()]
     return float(np.mean(vals)) if vals else _undefined("random pointing: no image has a lesion")
 
-def _measures(h, lesions, eye, tolerance, k, box_size, radius):
-    return {'pointing_game': pointing_game(h, lesions, tolerance), 'pixel_auc': pixel_auc(h, lesions, eye=eye),
-            'pixel_aupr': pixel_aupr(h, lesions, eye=eye), f'hit_rate@{k}': hit_rate(h, lesions, k, radius),
-            f'coverage@{k}': float(box_coverage(h, lesions, (k,), box_size)['coverage'][0]), 'froc_score': froc_score(froc_curve(h, lesions, radius))}
+MEASURES = ('pointing_game', 'pixel_auc', 'pixel_aupr', 'hit_rate', 'coverage', 'froc_score')
+"What `evaluate_heatmaps` can report (hit rate and coverage at `k` boxes)."
+
+def _measures(h, lesions, eye, tolerance, k, box_size, radius, measures=MEASURES):
+    fns = dict(pointing_game=lambda: pointing_game(h, lesions, tolerance), pixel_auc=lambda: pixel_auc(h, lesions, eye=eye),
+               pixel_aupr=lambda: pixel_aupr(h, lesions, eye=eye), hit_rate=lambda: hit_rate(h, lesions, k, radius),
+               coverage=lambda: float(box_coverage(h, lesions, (k,), box_size)['coverage'][0]), froc_score=lambda: froc_score(froc_curve(h, lesions, radius)))
+    return {(f'{m}@{k}' if m in ('hit_rate', 'coverage') else m): fns[m]() for m in measures}
 
 def evaluate_heatmaps(heatmaps, # (N,H,W) heatmaps
                       gt, # masks (N,T,H,W)/(N,H,W) or N lists of boxes
@@ -591,18 +595,21 @@ def evaluate_heatmaps(heatmaps, # (N,H,W) heatmaps
                       types=LESION_TYPES, # mask channel names / box types kept
                       floors:bool=True, # also score a random heatmap and a centre prior inside the eye
                       n_random:int=3, # random heatmaps averaged for the random floor
+                      measures:tuple=MEASURES, # which measures (lesion-level ones cost most on many lesions)
                      )->dict:
     "Localisation of heatmaps against lesions (pointing game, pixel AUC/AUPR in the eye, hit rate, top-k coverage, FROC score), each beside its random and centre floors."
     h = _heatmaps(heatmaps); lesions = as_lesions(gt, h.shape, types)
     if not any(lesions): raise ValueError("evaluate_heatmaps: the ground truth holds no lesion")
+    bad = set(measures) - set(MEASURES)
+    if bad: raise ValueError(f"evaluate_heatmaps: unknown measure(s) {sorted(bad)}; known: {MEASURES}")
     if eye is not None and to_np(eye).dtype != bool: eye = eye_masks(eye)
     e = _eye(eye, h.shape)
     px = dict(tolerance=view_pixels('tolerance', h.shape, tolerance), box_size=view_pixels('box_size', h.shape, box_size),
               radius=view_pixels('radius', h.shape, radius))
-    res = _measures(h, lesions, e, k=k, **px)
+    res = _measures(h, lesions, e, k=k, measures=measures, **px)
     if not floors: return res
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', MetricWarning)
-        rnd = pd.DataFrame([_measures(random_heatmaps(e, s), lesions, e, k=k, **px) for s in range(n_random)]).mean()
-        cen = _measures(centre_heatmaps(e), lesions, e, k=k, **px)
+        rnd = pd.DataFrame([_measures(random_heatmaps(e, s), lesions, e, k=k, measures=measures, **px) for s in range(n_random)]).mean()
+        cen = _measures(centre_heatmaps(e), lesions, e, k=k, measures=measures, **px)
     return {**res, **{f'{m}_random': float(rnd[m]) for m in res}, **{f'{m}_centre': float(cen[m]) for m in res}}
