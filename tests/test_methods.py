@@ -94,7 +94,7 @@ def test_collab_uses_masks_on_its_mask_fraction_of_training_images_and_boxes_as_
     from PIL import Image
     w, h = Image.open(tv.image.iloc[0]).size
     boxed = tv.assign(masks=None, boxes=[[['EX', w//3, h//3, 2*w//3, 2*h//3]]]*len(tv))   # an idrid_boxes-like table: boxes only
-    dls = M.dataloaders(boxed, 64, 'resnet18', bs=8, seed=0, device='cpu', num_workers=0)
+    dls = M.dataloaders(boxed, 64, 'resnet18', bs=8, seed=0, device='cpu', num_workers=0, mask_fraction=1.0)   # every box counts, so any batch shows it
     x, g, m, k = dls.one_batch()
     assert k[:, 2].any() and not k[:, [0, 1, 3]].any()                           # only the boxed type counts; the others are unknown
     assert m.as_subclass(torch.Tensor)[k.as_subclass(torch.Tensor)[:, 2], 2].sum() > 0                                               # the box is a coarse mask

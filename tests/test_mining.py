@@ -5,6 +5,7 @@ from fastai.callback.core import Callback, CancelFitException
 from drnb.interpret.attribution import attribute, hook_state, ATTRIBUTIONS
 from drnb.models.backbones import create_backbone, list_backbones
 from drnb.models.mining import *
+from drnb.methods import get_method, frozen_parameters
 
 torch.set_num_threads(2)
 
@@ -259,3 +260,90 @@ def test_idrid_boxes_tensors_and_froc(idrid_boxes):
     h = mining_heatmap(mining_model('o_O_small'), t['x'])
     m = heatmap_lesion_metrics(h, t['boxes'], types=('EX', 'HE'))
     assert 0 <= m['froc_all'] <= 1
+
+# ---------------------------------------------------------------- issue 24: heatmap training without shortcuts (mechanism tests)
+
+class _Tail(nn.Sequential):
+    "A tiny Lite0-like body: conv-BN-act, depthwise conv-BN-act, 1x1 conv-BN (no activation at the end, as in Lite0)."
+    channels = 6
+
+def lite_like(act, seed=0):
+    "The tiny body with its batch-norm statistics set from a batch (so that in eval mode its units are not all dead)."
+    torch.manual_seed(seed)
+    net = MiningNet(_Tail(nn.Conv2d(3, 4, 3, 2, 1), nn.BatchNorm2d(4, momentum=1.), act(), nn.Conv2d(4, 4, 3, 1, 1, groups=4),
+                          nn.BatchNorm2d(4, momentum=1.), act(), nn.Conv2d(4, 6, 1), nn.BatchNorm2d(6, momentum=1.)), p=0.).double()
+    with torch.no_grad(): net.train()(images(4, 16, seed=7).double())
+    return net
+
+@pytest.mark.parametrize('train', [True, False], ids=['bn-train', 'bn-eval'])
+@pytest.mark.parametrize('act', [nn.ReLU, lambda: nn.LeakyReLU(0.01)], ids=['relu', 'leaky'])
+@pytest.mark.parametrize('rule', ['mining', 'mining_rms'])
+def test_double_backprop_matches_finite_differences_on_a_lite_like_body(rule, act, train):
+    "The heatmap penalty's gradient, by double backprop through the rule, equals central finite differences in every part of a BN body."
+    net = lite_like(act).train(train)
+    x = images(2, 16).double()
+    ps = [net.body[0].weight, net.body[3].weight, net.body[1].weight, net.body[7].bias, net.fc.weight]
+    grads = torch.autograd.grad(_l1(net, x, rule), ps)
+    assert all(g.abs().sum() > 0 for g in grads)                                        # the penalty reaches the stem, BN and output
+    for p, g in zip(ps, grads):
+        i, eps = (0,)*p.ndim, 1e-6
+        with torch.no_grad(): p[i] += eps
+        up = _l1(net, x, rule).item()
+        with torch.no_grad(): p[i] -= 2*eps
+        down = _l1(net, x, rule).item()
+        with torch.no_grad(): p[i] += eps
+        assert g[i].item() == pytest.approx((up - down)/(2*eps), rel=1e-5, abs=1e-8)
+
+def test_the_penalty_reaches_a_pretrained_lite0_body_and_nothing_is_frozen():
+    "With the grade loss switched off, one step of the heatmap term alone moves the stem of a pretrained Lite0: no frozen body, no held-off penalty."
+    learn = get_method('mining').learner(tensor_dls(n=16, size=64), 'tf_efficientnet_lite0', pretrained=True, lam=1., act='leaky_relu', start=0.)
+    learn.loss_func = lambda p, y: (p*0).sum()
+    assert frozen_parameters(learn) == 0
+    assert frozen_parameters(mining_learner(tensor_dls(), 'tf_efficientnet_lite0', pretrained=True)) == 0   # no freeze in the learner either
+    stem = learn.model.body.model.conv_stem.weight if hasattr(learn.model.body, 'model') else next(learn.model.body.parameters())
+    before = stem.detach().clone()
+    class Spy(Callback):
+        order = 60
+        def before_step(self):
+            self.grad = stem.grad.abs().sum().item(); self.l1 = self.learn.heatmap_sparsity.batch_l1; raise CancelFitException()
+    spy = Spy()
+    learn.fit(1, 1e-3, cbs=spy)
+    assert spy.grad > 0 and float(spy.l1) > 0
+    learn.opt.step()
+    assert not torch.equal(before, stem.detach())
+
+def test_no_saturation_shortcut_with_the_swapped_activation():
+    "ReLU6 lets the penalty vanish by saturating a unit (bias +50: heatmap exactly 0); leaky ReLU keeps a signal both ways."
+    m = mining_model('tf_efficientnet_lite0', pretrained=True, act='leaky_relu')
+    assert not any(isinstance(x, nn.ReLU6) for x in m.modules())
+    assert all(isinstance(x, nn.LeakyReLU) and x.negative_slope == 0.01 for x in m.modules() if isinstance(x, RULE_ACTIVATIONS))
+    assert swap_activations(create_backbone('tf_efficientnet_lite0'), 'leaky_relu') == 32
+    x, g = torch.tensor([-10., 3., 10.]), torch.ones(3)
+    assert activation_backward(nn.LeakyReLU(0.01), x, g, RULES['mining']).tolist() == pytest.approx([0.01, 1, 1])
+    assert activation_backward(nn.ReLU6(), x, g, RULES['mining']).tolist() == pytest.approx([0, 1, 0])
+    def heat(act, bias):
+        torch.manual_seed(0)
+        net = MiningNet(_Tail(nn.Conv2d(3, 6, 3, 1, 1), nn.BatchNorm2d(6), act()), p=0.).eval()
+        with torch.no_grad(): net.body[1].bias.fill_(bias)
+        xg = images(1, 16).requires_grad_()
+        with backward_rule(net, 'mining_rms') as st: return rule_gradient(net(xg), xg, st).abs().sum().item()
+    assert heat(nn.ReLU6, 50.) == 0                                           # the shortcut exists with ReLU6 ...
+    assert heat(lambda: nn.LeakyReLU(0.01), 50.) > 0 and heat(lambda: nn.LeakyReLU(0.01), -50.) > 0   # ... not with leaky ReLU
+
+def test_mining_rms_rule_is_the_true_rms_derivative_and_mining_keeps_the_spread():
+    x, g = torch.rand(1, 2, 3, 3) + 0.1, torch.tensor([[1., -2.]])
+    pool = RMSPool(); n = 9
+    true = g[..., None, None]*x/(n*pool(x)[..., None, None])
+    assert torch.allclose(pool_backward(pool, x, g, RULES['mining_rms']), true)
+    assert torch.allclose(pool_backward(pool, x, g, RULES['mining']), 0.5*true + 0.5*g[..., None, None]/n)
+    assert 'mining_rms' in ATTRIBUTIONS
+
+def test_a_saved_run_rebuilds_the_swapped_activation(tmp_path):
+    "`load_run` rebuilds the model from the run's parameters: the leaky net must come back leaky (activations hold no weights to betray it)."
+    from drnb.methods import save_run, load_run
+    learn = get_method('mining').learner(tensor_dls(), 'resnet18', False, act='leaky_relu')        # resnet18's ReLUs become leaky
+    assert not any(isinstance(m, nn.ReLU) for m in learn.model.modules())
+    save_run(learn, tmp_path, 32, 'resnet18', 'pad', False, dataset='synthetic:tiny', seed=0)
+    back = load_run(tmp_path, 'cpu')
+    x = images(2, 32)
+    assert torch.allclose(learn.model.eval()(x), back.model.eval()(x))

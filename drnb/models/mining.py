@@ -25,12 +25,12 @@ from ..interpret.attribution import register_attribution, attribute
 from ..interpret.evaluate import froc_curve, froc_score, heatmap_peaks
 
 # %% auto #0
-__all__ = ['FUNDUS_STATS', 'RULES', 'RULE_ACTIVATIONS', 'RULE_POOLS', 'RMSPool', 'conv_lrelu', 'OOBody', 'oo_spec', 'MiningNet',
-           'mining_model', 'regression_probs', 'BackwardRule', 'get_rule', 'layer_slope', 'activation_backward',
-           'pool_backward', 'RuleState', 'backward_rule', 'clear_backward_rules', 'rule_gradient', 'mining_sensitivity',
-           'mining_heatmap', 'heatmap_l1', 'HeatmapSparsity', 'mining_splitter', 'mining_learner', 'fit_mining',
-           'mining_data', 'grade_probs', 'smooth_heatmaps', 'detect_lesions', 'lesion_froc_curves', 'lesion_type_auc',
-           'heatmap_lesion_metrics']
+__all__ = ['FUNDUS_STATS', 'ACTIVATIONS', 'RULES', 'RULE_ACTIVATIONS', 'RULE_POOLS', 'RMSPool', 'conv_lrelu', 'OOBody', 'oo_spec',
+           'MiningNet', 'swap_activations', 'mining_model', 'regression_probs', 'BackwardRule', 'get_rule',
+           'layer_slope', 'activation_backward', 'pool_backward', 'RuleState', 'backward_rule', 'clear_backward_rules',
+           'rule_gradient', 'mining_sensitivity', 'mining_heatmap', 'heatmap_l1', 'HeatmapSparsity', 'mining_splitter',
+           'mining_learner', 'fit_mining', 'mining_data', 'grade_probs', 'smooth_heatmaps', 'detect_lesions',
+           'lesion_froc_curves', 'lesion_type_auc', 'heatmap_lesion_metrics']
 
 # %% ../../nbs/13_models.mining.ipynb #c125ed72
 class RMSPool(nn.Module):
@@ -106,15 +106,32 @@ class MiningNet(nn.Module):
         return f[-1] if isinstance(f, (list, tuple)) else f
     def forward(self, x): return self.fc(self.drop(self.pool(self.features(x))))
 
+ACTIVATIONS = dict(relu=lambda: nn.ReLU(), leaky_relu=lambda: nn.LeakyReLU(0.01))
+"Activations `swap_activations` can put in a body: plain ReLU, or leaky ReLU 0.01 (o_O's, no flat region at all)."
+
+def swap_activations(module:nn.Module, # a body (changed in place)
+                     act:str='', # a key of `ACTIVATIONS`; '' leaves the module as it is
+                    )->int:
+    "Replace every ReLU6 and ReLU of `module` by `act` (weights untouched); the number replaced."
+    if not act: return 0
+    if act not in ACTIVATIONS: raise ValueError(f"act must be '' or one of {list(ACTIVATIONS)}, not {act!r}")
+    n = 0
+    for name, child in list(module.named_children()):
+        if type(child) in (nn.ReLU6, nn.ReLU, nn.LeakyReLU): setattr(module, name, ACTIVATIONS[act]()); n += 1
+        else: n += swap_activations(child, act)
+    return n
+
 def mining_model(arch:str='o_O', # a registered backbone (`list_backbones()`)
                  pretrained:bool=False, # ImageNet/local weights for the body
                  stats=None, # standardisation (default: `backbone_stats(arch)`)
                  p:float=0.25, # dropout before the output
                  in_chans:int=3, # input channels
                  weights=None, # checkpoint file for the body
+                 act:str='', # put this activation in place of the body's ReLU6/ReLU ('' keeps them; see `ACTIVATIONS`)
                 )->MiningNet:
-    "The base net on backbone `arch`."
+    "The base net on backbone `arch`; `act` swaps its activations whatever the weights, so a saved run rebuilds the same function."
     body = create_backbone(arch, pretrained=pretrained, in_chans=in_chans, weights=weights)
+    swap_activations(body, act)
     if stats is None and in_chans == 3: stats = backbone_stats(arch)
     return MiningNet(body, stats, p)
 
@@ -139,16 +156,18 @@ class BackwardRule:
     neg_input:float|None=None # a: factor where the layer's input was <= 0 (None: the layer's slope, the true derivative)
     neg_signal:float|None=1. # b: factor on signals <= 0 coming back (1: keep, 0: drop, None: the layer's slope)
     pool_spread:float=0. # m: fraction of a pooling layer's signal spread evenly over its window (0: the true derivative)
+    rms_spread:float|None=None # m at the global RMS pool (None: `pool_spread`); its even part is a global-average-pool heatmap added to every map
     @property
     def plain(self)->bool:
         "Whether this is the true derivative."
-        return self.neg_input is None and self.neg_signal == 1 and self.pool_spread == 0
+        return self.neg_input is None and self.neg_signal == 1 and self.pool_spread == 0 and not self.rms_spread
 
 RULES = dict(gradient=BackwardRule('gradient'),
              deconvnet=BackwardRule('deconvnet', neg_input=1., neg_signal=None),
              guided=BackwardRule('guided', neg_signal=0.),
-             mining=BackwardRule('mining', neg_signal=0.25, pool_spread=0.5))
-"The named backward rules: the true gradient, deconvnet, guided backpropagation and drnb's default for the mining heatmap."
+             mining=BackwardRule('mining', neg_signal=0.25, pool_spread=0.5),
+             mining_rms=BackwardRule('mining_rms', neg_signal=0.25, pool_spread=0.5, rms_spread=0.))
+"The named backward rules: the true gradient, deconvnet, guided backpropagation, drnb's default for the mining heatmap, and that rule with the true derivative at the global RMS pool."
 
 def get_rule(rule='mining', # a key of `RULES` or a `BackwardRule`
              **overrides, # `neg_input`, `neg_signal` or `pool_spread` to change
@@ -212,6 +231,7 @@ def pool_backward(m:nn.Module, # a layer of `RULE_POOLS`
     "The signal passed back through pooling `m`: (1-m)·true derivative + m·spread evenly over each window."
     mu = rule.pool_spread
     if isinstance(m, RMSPool):
+        mu = mu if rule.rms_spread is None else rule.rms_spread
         n = x.shape[-2]*x.shape[-1]
         w = (1 - mu)*x/(n*m(x)[..., None, None]) + mu/n
         return g[..., None, None]*w
@@ -301,6 +321,9 @@ def mining_sensitivity(head, x, target, rule='mining', **overrides):
         sel = out.gather(1, target[:, None]) if isinstance(target, Tensor) else out[:, target]
         return rule_gradient(sel, x, state)
 
+register_attribution('mining_rms', partial(mining_sensitivity, rule='mining_rms'),
+                     doc="The mining heatmap with the true derivative at the global RMS pool (rule 'mining_rms')")
+
 def mining_heatmap(learn_or_model, # a `Learner` or a model
                    images, # (N,C,H,W) images as the model takes them
                    rule='mining', # backward rule, see `RULES`
@@ -369,26 +392,25 @@ def mining_splitter(m:MiningNet)->list:
 @delegates(Learner.__init__)
 def mining_learner(dls, # fastai DataLoaders yielding (image in [0,1], grade as float)
                    arch:str='o_O', # a registered backbone
-                   pretrained:bool=False, # weights for the body (it then starts frozen)
+                   pretrained:bool=False, # weights for the body (every part trains: the penalty must reach the body)
                    lam:float=0., # weight of the heatmap sparsity term (0: the plain base net)
                    rule='mining', # backward rule of the training heatmap
                    start:float=0., # fraction of training before the sparsity term starts
                    p:float=0.25, # dropout before the output
                    stats=None, # standardisation (default: the backbone's)
                    weights=None, # checkpoint file for the body
+                   act:str='', # activation in place of the body's ReLU6/ReLU ('' keeps them; 'leaky_relu' is o_O's)
                    **kwargs, # passed to `Learner` (loss_func, metrics, cbs, ...)
                   )->Learner:
-    "A fastai `Learner` for Quellec et al.'s base net, with heatmap-oriented training when `lam` > 0."
-    model = mining_model(arch, pretrained, stats, p, weights=weights).to(dls.device)
+    "A fastai `Learner` for Quellec et al.'s base net, with heatmap-oriented training when `lam` > 0; nothing is frozen."
+    model = mining_model(arch, pretrained, stats, p, weights=weights, act=act).to(dls.device)
     kwargs.setdefault('loss_func', MSELossFlat())
     metrics = listify(kwargs.pop('metrics', None)) or [KappaScore(), ReferableAUC()]
     cbs = listify(kwargs.pop('cbs', None))
     if lam:
         cbs.append(HeatmapSparsity(lam, rule, start))
         metrics.append(LossTerm('batch_l1', 'heat_l1', source='heatmap_sparsity'))
-    learn = Learner(dls, model, metrics=metrics, cbs=cbs, splitter=mining_splitter, **kwargs)
-    if pretrained or weights is not None: learn.freeze()
-    return learn
+    return Learner(dls, model, metrics=metrics, cbs=cbs, splitter=mining_splitter, **kwargs)
 
 def fit_mining(learn:Learner, # from `mining_learner`
                epochs:int, # passes over the training data
@@ -495,5 +517,7 @@ from ..methods import Method, Param, register_method
 register_method(Method('mining', mining_learner, data=mining_data, fit=fit_mining, predict=grade_probs, heatmap='mining',
     params=dict(lam=Param(0., 'weight of the heatmap sparsity term (0: the plain base net)'),
                 rule=Param('mining', 'backward rule of the training heatmap'),
-                start=Param(0., 'share of training before the sparsity term starts'), p=Param(0.25, 'dropout before the output')),
+                start=Param(0., 'share of training before the sparsity term starts'), p=Param(0.25, 'dropout before the output'),
+                act=Param('', "activation in place of the body's ReLU6/ReLU: '' keeps them, 'relu', or 'leaky_relu' (o_O's; no saturation to exploit)",
+                          choices=('', 'relu', 'leaky_relu'))),
     doc='Quellec et al. 2017: a regression net whose heatmaps mine lesions, optionally trained to make them sparse'))
