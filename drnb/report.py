@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 from .metrics import quadratic_kappa, model_grades, referable_auc, MetricWarning
 
 # %% auto #0
-__all__ = ['METRIC_FNS', 'leaderboard', 'mean_std', 'mean_std_cell', 'leaderboard_markdown', 'plot_leaderboard',
+__all__ = ['METRIC_FNS', 'leaderboard', 'mean_std', 'mean_std_cell', 'table_markdown', 'leaderboard_markdown', 'plot_leaderboard',
            'compare_methods', 'paired_differences', 'plot_seeds', 'run_predictions', 'bootstrap_intervals',
            'interval_cell', 'interval_leaderboard']
 
@@ -44,14 +44,21 @@ def mean_std_cell(row, # a leaderboard row
     if n == 0: return '–'
     return f"{row[metric+'_mean']:.3f} (1)" if n == 1 else f"{row[metric+'_mean']:.3f} ± {row[metric+'_std']:.3f} ({n})"
 
+def table_markdown(df:pd.DataFrame, # a small table
+                   digits:int=3, # decimals of float cells
+                  )->str:
+    "A table as markdown (no extra dependency): its columns as the header, floats to `digits` decimals."
+    cell = lambda v: f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    return '\n'.join(['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|'*len(df.columns)] +
+                     ['| ' + ' | '.join(cell(v) for v in r) + ' |' for r in df.itertuples(index=False)]) + '\n'
+
 def leaderboard_markdown(lb:pd.DataFrame)->str:
     "The leaderboard as a markdown table, `mean ± std (n)` per metric (`mean (1)` for one seed, – for none)."
     if lb.empty: return '_no finished runs_\n'
     metrics = [c[:-5] for c in lb.columns if c.endswith('_mean')]
     keys = [c for c in lb.columns if not any(c.startswith(m+'_') for m in metrics)]
     rows = [[str(r[k]) for k in keys] + [mean_std_cell(r, m) for m in metrics] for _,r in lb.iterrows()]
-    head = keys + metrics
-    return '\n'.join(['| ' + ' | '.join(head) + ' |', '|' + '---|'*len(head)] + ['| ' + ' | '.join(r) + ' |' for r in rows]) + '\n'
+    return table_markdown(pd.DataFrame(rows, columns=keys + metrics))
 
 def plot_leaderboard(lb:pd.DataFrame, metric:str='kappa', ax=None):
     "Bar chart of `metric` per entry with its seed-to-seed standard deviation."

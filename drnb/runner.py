@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from .core import get_settings, runs_path
 from .methods import get_method, method_names, available_methods, save_run, MethodError, params_help
-from .report import leaderboard, leaderboard_markdown, plot_leaderboard, run_predictions
+from .report import leaderboard, leaderboard_markdown, plot_leaderboard, run_predictions, table_markdown
 
 # %% auto #0
 __all__ = ['CHECKS', 'CONFIG_KEYS', 'SMOKE', 'TRAIN_DEFAULTS', 'TEMPLATE', 'ExperimentError', 'template_params',
@@ -353,12 +353,6 @@ def train(params:dict, # keys of `TRAIN_DEFAULTS` and the method's own parameter
     return [_train_one(m, p, mp, records, out/m.name) for m,mp in zip(methods, mps)]
 
 # %% ../nbs/30_runner.ipynb #f28c9be6
-def _markdown(df:pd.DataFrame)->str:
-    "A small table as markdown (no extra dependency)."
-    cell = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
-    return '\n'.join(['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|'*len(df.columns)] +
-                     ['| ' + ' | '.join(cell(v) for v in r) + ' |' for r in df.itertuples(index=False)]) + '\n'
-
 def localisation_table(results:pd.DataFrame, # a results table whose runs scored their heatmaps (`pointing_game`...)
                       )->pd.DataFrame:
     "Each method's heatmap, its pointing game and pixel AUC in the eye beside the random and centre floors (mean over seeds)."
@@ -436,7 +430,7 @@ def demo(out:str|Path|None=None, # demo folder (default: runs_path('demo'))
     print(leaderboard_markdown(lb))
     loc = localisation_table(res)
     if not loc.empty:
-        md = _markdown(loc); (out/'localisation.md').write_text(md); print(md)
+        md = table_markdown(loc); (out/'localisation.md').write_text(md); print(md)
         try:
             fig = heatmap_figure(res, out, dataset, image_size); fig.savefig(figs/'heatmaps.png', dpi=90, bbox_inches='tight')
         except Exception as e: print(f"heatmap figure skipped: {type(e).__name__}: {e}")

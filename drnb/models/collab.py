@@ -80,9 +80,9 @@ def box_masks(record:dict, # a row of a record table (`image`, `boxes`)
               types:tuple=('EX', 'HE'), # box types filled in, one channel each
               square:str='pad', # how the photograph becomes square (see `drnb.data.block.SQUARES`)
              )->np.ndarray:
-    "Boxes of `types` filled in as coarse masks in the view's pixels (every pixel a box touches), (len(types), size, size) uint8: the data path's `LesionCover` from boxes."
-    from drnb.data.block import LesionCover
-    return (LesionCover(size, tuple(types), square, 'boxes')(record).as_subclass(torch.Tensor).numpy() > 0).astype(np.uint8)
+    "Boxes of `types` filled in as coarse masks in the view's pixels (every pixel a box touches), (len(types), size, size) uint8: the data path's `LesionMasks` from boxes."
+    from drnb.data.block import LesionMasks
+    return LesionMasks(size, tuple(types), square, source='boxes')(record).as_subclass(torch.Tensor).numpy()
 
 def records_dataset(records:pd.DataFrame, # a record table (`drnb.core.RECORD_COLUMNS`)
                     size:int=128, # side of the square views
