@@ -54,7 +54,9 @@ def convert_param(p:Param, # the parameter's declaration
         elif t is float and isinstance(value, int) and not isinstance(value, bool): value = float(value)
         elif t is list and isinstance(value, tuple): value = list(value)
         if not isinstance(value, t) or (t is int and isinstance(value, bool)): raise ValueError
-    except (ValueError, TypeError, json.JSONDecodeError): raise ValueError(f"expected {t.__name__}, got {value!r}") from None
+    except (ValueError, TypeError, json.JSONDecodeError):
+        how = ' (text: a,b,c or JSON like ["a", "b"])' if t is list else ''
+        raise ValueError(f"expected {t.__name__}{how}, got {value!r}") from None
     if p.choices and value not in p.choices: raise ValueError(f"expected one of {', '.join(map(str, p.choices))}, got {value!r}")
     return value
 
