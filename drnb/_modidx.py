@@ -1097,6 +1097,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'drnb.synth.plan_lesions': ('synth.html#plan_lesions', 'drnb/synth.py'),
                             'drnb.synth.quadrant_of': ('synth.html#quadrant_of', 'drnb/synth.py'),
                             'drnb.synth.read_synthetic': ('synth.html#read_synthetic', 'drnb/synth.py'),
+                            'drnb.synth.scale_lesions': ('synth.html#scale_lesions', 'drnb/synth.py'),
                             'drnb.synth.split_indices': ('synth.html#split_indices', 'drnb/synth.py'),
                             'drnb.synth.split_sizes': ('synth.html#split_sizes', 'drnb/synth.py'),
                             'drnb.synth.synth_fundus': ('synth.html#synth_fundus', 'drnb/synth.py'),

@@ -14,10 +14,10 @@ from .core import GRADES, LESION_TYPES, MASK_TYPES, LESION_NAMES, RECORD_COLUMNS
 __all__ = ['EYEPACS_FREQS', 'NUISANCES', 'CAMERAS', 'MACULA_UV', 'DISC_UV', 'QUADRANTS', 'ABSORB', 'GAIN', 'LESION_COLOURS',
            'LESION_COLOUR_NAMES', 'SYNTH_EXTRA_COLUMNS', 'LAYOUTS', 'IDRID_SETS', 'IDRID_MASK_DIRS', 'IDRID_LABEL_CSV',
            'YOLO_CLASSES', 'YOLO_CLASS_OF', 'SYNTH_VERSION', 'BENCH_FREQS', 'SYNTH_PRESETS', 'SynthConfig', 'EyeFrame',
-           'vessel_tree', 'quadrant_of', 'icdr_grade', 'plan_lesions', 'lesion_summary', 'dme_risk', 'mask_boxes',
-           'draw_nuisances', 'SynthFundus', 'synth_fundus', 'lesion_overlay', 'lesion_contrast', 'downsample',
-           'isolated_lesions', 'split_sizes', 'split_indices', 'synth_images', 'make_synthetic', 'read_synthetic',
-           'write_layout', 'synthetic_dataset', 'bench_dataset']
+           'vessel_tree', 'quadrant_of', 'icdr_grade', 'plan_lesions', 'lesion_summary', 'dme_risk', 'scale_lesions',
+           'mask_boxes', 'draw_nuisances', 'SynthFundus', 'synth_fundus', 'lesion_overlay', 'lesion_contrast',
+           'downsample', 'isolated_lesions', 'split_sizes', 'split_indices', 'synth_images', 'make_synthetic',
+           'read_synthetic', 'write_layout', 'synthetic_dataset', 'bench_dataset']
 
 # %% ../nbs/01_synth.ipynb #9111db47
 EYEPACS_FREQS = (0.73, 0.07, 0.15, 0.025, 0.025)
@@ -39,6 +39,7 @@ class SynthConfig:
                  p_uneven:float=0.15, # probability of uneven illumination (a dark side)
                  p_jpeg:float=0.2, # probability of strong JPEG compression
                  p_ungradable:float=0.02, # probability that the image is ungradable (hazy, dark, blurred)
+                 lesion_scale:float=1., # every lesion's size times this (positions and counts unchanged): see `scale_lesions`
                 ):
         freqs = np.asarray(class_freqs, dtype=float)
         if freqs.shape != (5,) or (freqs < 0).any() or freqs.sum() <= 0:
@@ -46,6 +47,7 @@ class SynthConfig:
         for k in ('label_noise', 'same_grade_both_eyes', 'p_rotation', 'p_blur', 'p_exposure', 'p_uneven', 'p_jpeg', 'p_ungradable'):
             v = locals()[k]
             if not 0 <= v <= 1: raise ValueError(f"SynthConfig: {k} must be a probability in [0, 1], got {v!r}")
+        if not lesion_scale > 0: raise ValueError(f"SynthConfig: lesion_scale must be a positive number, got {lesion_scale!r}")
         class_freqs = tuple(float(f) for f in freqs/freqs.sum())
         store_attr()
 
@@ -345,6 +347,18 @@ def dme_risk(lesions:list, fovea, disc_r)->int:
     if not len(ex): return 0
     return 2 if np.hypot(*(ex - np.asarray(fovea)).T).min() <= 2*disc_r else 1
 
+# %% ../nbs/01_synth.ipynb #0d909b4f
+def scale_lesions(lesions:list, # planned lesions (dicts in eye coordinates, from `plan_lesions`)
+                  scale:float=1., # size factor
+                 )->list:
+    "The lesions with every size times `scale`, each about its own centre."
+    if scale == 1: return lesions
+    def one(l):
+        l = dict(l, d=l['d']*scale)
+        if l.get('poly') is not None: l['poly'] = l['uv'] + scale*(np.asarray(l['poly']) - l['uv'])
+        return l
+    return [one(l) for l in lesions]
+
 # %% ../nbs/01_synth.ipynb #f4673b4c
 ABSORB = dict(MA=(0.4, 0.62, 0.55), HE=(0.38, 0.68, 0.6), vein=(0.25, 0.55, 0.5), artery=(0.1, 0.36, 0.36))
 "Colour absorption (RGB) of dark structures: a pixel fully covered becomes I*(1 - k)."
@@ -508,6 +522,7 @@ def synth_fundus(seed:int, # dataset seed
     segs = vessel_tree(arng, disc, fovea)
     anat = dict(disc=disc, disc_r=disc_r, fovea=fovea)
     planned, nv = plan_lesions(stream(2, idx), true_grade, frame, anat)
+    planned = scale_lesions(planned, cfg.lesion_scale)
     _draw_vessels(img, frame, np.concatenate([segs, nv]) if lesions and len(nv) else segs)
     masks = _render_lesions(img, frame, planned if lesions else [])
     masks['OD'] = od
@@ -816,6 +831,8 @@ SYNTH_PRESETS = dict(
               config=dict(class_freqs=(0.2,)*5, label_noise=0., p_ungradable=0.)),
     demo=dict(n=dict(train=240, valid=60, test=120), size=512, seed=11,
               config=dict(class_freqs=(0.2,)*5, label_noise=0., p_ungradable=0.)),
+    replica=dict(n=dict(train=600, valid=150, test=400), size=512, seed=2020,
+                 config=dict(class_freqs=BENCH_FREQS, label_noise=0., p_ungradable=0., lesion_scale=3.84)),
 )
 "Named synthetic datasets: images per split, image size, seed and `SynthConfig` arguments."
 
@@ -827,6 +844,7 @@ def _cache_ok(path:Path, want:dict)->bool:
     "Whether `path` holds a complete dataset made with the parameters `want`."
     try:
         got = json.loads((path/'manifest.json').read_text())
+        got['config'] = {**SynthConfig().as_dict(), **got['config']}     # a field added since takes its default
         got['config']['class_freqs'] = tuple(got['config']['class_freqs'])
         if got.get('complete') is not True or {k:got.get(k) for k in want} != want: return False
         df = read_synthetic(path)
