@@ -1,7 +1,8 @@
-"Readers of public layouts on more real public samples (tests/fixtures/real: APTOS 2019, Messidor-2): real label files, stand-in photographs, values written by hand from the files."
+"Readers of public layouts on more real public samples (tests/fixtures/real: APTOS 2019, Messidor-2, IDRiD segmentation): real label and mask files, stand-in photographs, values written by hand from the files."
 import shutil
 from pathlib import Path
-import pandas as pd, pytest
+import numpy as np, pandas as pd, pytest
+from PIL import Image
 from drnb.data.formats import *
 
 REAL = Path(__file__).parent/'fixtures'/'real'
@@ -76,3 +77,45 @@ def test_real_messidor2_extension_case(tmp_path):
     (root/'IMAGES'/'IM000012.jpg').rename(root/'IMAGES'/'IM000012.JPG')
     r = by_name(read_messidor2(root, on_error='skip'))
     assert 'IM000012.JPG' in r and (int(r['IM000012.JPG'].grade), int(r['IM000012.JPG'].dme)) == (2, 0)
+
+# ---- IDRiD segmentation: two real hard-exudate masks (1-bit palette TIFFs, 4288x2848), whole ------------------
+IDRID_SEG = 'idrid_seg'
+IDRID_EX = {'IDRiD_01.jpg': ('train', 113286, (591, 819, 2938, 2400)),       # IDRiD_01_EX.tif: index-1 pixels, box x0,y0,x1,y1 (inclusive)
+            'IDRiD_55.jpg': ('test', 497671, (975, 343, 3112, 2273))}        # IDRiD_55_EX.tif, computed once with PIL/numpy
+GT = 'A. Segmentation/2. All Segmentation Groundtruths'
+
+def box(m): ys,xs = np.nonzero(m); return (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
+
+def test_real_idrid_seg_has_source_and_layout():
+    src = (REAL/IDRID_SEG/'SOURCE').read_text()
+    for field in ('repository:', 'commit:', 'path:', 'licence:', 'STAND-IN'): assert field in src, field
+    assert detect_layout(REAL/IDRID_SEG) == 'idrid'
+    assert f'`{IDRID_SEG}/`' in (REAL/'README.md').read_text()
+
+def test_real_idrid_seg_masks_as_published():
+    "The format drnb relies on: palette mode, index 0 background, index 1 (red) lesion, IDRiD's size."
+    for f,n in [(f'{GT}/a. Training Set/3. Hard Exudates/IDRiD_01_EX.tif', 113286), (f'{GT}/b. Testing Set/3. Hard Exudates/IDRiD_55_EX.tif', 497671)]:
+        with Image.open(REAL/IDRID_SEG/f) as im:
+            assert (im.format, im.mode, im.size) == ('TIFF', 'P', (4288, 2848)) and im.getpalette()[:6] == [0, 0, 0, 255, 0, 0]
+            vals,counts = np.unique(np.asarray(im), return_counts=True)
+        assert vals.tolist() == [0, 1] and counts[1] == n
+
+def test_real_idrid_segmentation(tmp_path):
+    df = read_dataset(real_sample(tmp_path, IDRID_SEG), check_images=True)
+    assert set(df.source) == {'idrid'} and set(df.part) == {'segmentation'} and len(df) == 2
+    r = by_name(df)
+    assert set(r) == set(IDRID_EX)
+    for name,(split,n,bb) in IDRID_EX.items():
+        x = r[name]
+        assert x.split == split and list(x.masks) == ['EX']                  # MA, HE, SE, OD: none here, so none annotated (absent)
+        assert Path(x.masks['EX']).name == name.replace('.jpg', '_EX.tif') and Path(x.masks['EX']).parent.name == '3. Hard Exudates'
+        m = read_mask(x.masks['EX'])
+        assert m.shape == (2848, 4288) and m.sum() == n and box(m) == bb    # palette index 1 is lesion
+    assert df.grade.isna().all() and df.boxes.map(len).eq(0).all()
+
+def test_real_idrid_seg_mask_size_checked(tmp_path):
+    root = real_sample(tmp_path, IDRID_SEG)
+    Image.new('L', (1072, 712)).save(root/'A. Segmentation'/'1. Original Images'/'b. Testing Set'/'IDRiD_55.jpg')   # a quarter-size image
+    with pytest.raises(DatasetError, match=r'IDRiD_55_EX.tif: EX mask is 4288x2848 but its image IDRiD_55.jpg is 1072x712'): read_idrid(root)
+    df = read_idrid(root, on_error='skip')
+    assert [Path(p).name for p in df.image] == ['IDRiD_01.jpg'] and len(skip_report(df)) == 1
