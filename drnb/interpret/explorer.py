@@ -596,3 +596,29 @@ def explore(learn_or_models, # a `Learner`/`nn.Module`, or a list or dict of the
     ex = Explorer(learn_or_models, dataset, methods, target, **kwargs).build()
     ex.refresh()
     return ex
+
+# %% ../../nbs/22_interpret.explorer.ipynb #a7f0f002
+@patch(cls_method=True)
+def from_folder(cls:Explorer, run, # a run folder (`drnb.methods.load_run`) or a trained `Learner` built by drnb
+                folder, # your photographs: a folder (any layout drnb reads, or just image files), image files, or a list of them
+                device=None, # where a run folder's model runs (default: the `device` setting)
+                recursive:bool=False, # also look in the sub-folders of a folder of photographs
+                app:bool=True, # build the widgets and draw the first panel (False: the state only)
+                **kwargs, # passed to `Explorer` (methods, target (default 'referable', as `analyse`), alpha, cmap, threshold...)
+               )->Explorer:
+    "An explorer of your photographs with a trained run, as `analyse` sees them (the run's view, square and normalisation); unreadable files are listed in `skipped`."
+    from drnb.interpret.analyse import as_learner, photo_records, read_photo, run_view
+    from drnb.data.formats import DatasetError
+    learn = as_learner(run, device)
+    recs = photo_records(folder, recursive)
+    skipped, ok = list(recs.attrs.get('skipped', [])), []
+    for i,r in recs.iterrows():
+        try: read_photo(r['image']); ok.append(i)
+        except DatasetError as e: skipped.append(dict(file=r['image'], problem=e.problem))
+    if not ok: raise DatasetError(folder, f"no photograph drnb can read ({len(skipped)} file(s) skipped, first: {skipped[0]['problem'] if skipped else 'none found'})")
+    size,square = run_view(learn)
+    kwargs.setdefault('target', 'referable')        # what `analyse` explains
+    ex = cls(learn, recs.loc[ok], size=size, square=square, **kwargs)
+    ex.skipped = skipped
+    if app: ex.build(); ex.refresh()
+    return ex
