@@ -10,9 +10,10 @@ import numpy as np, pandas as pd
 from .metrics import quadratic_kappa, model_grades, referable_auc, MetricWarning
 
 # %% auto #0
-__all__ = ['METRIC_FNS', 'leaderboard', 'mean_std', 'mean_std_cell', 'table_markdown', 'leaderboard_markdown', 'plot_leaderboard',
-           'compare_methods', 'paired_differences', 'plot_seeds', 'run_predictions', 'bootstrap_intervals',
-           'interval_cell', 'interval_leaderboard']
+__all__ = ['FLOORS', 'METRIC_FNS', 'leaderboard', 'mean_std', 'mean_std_cell', 'table_markdown', 'leaderboard_markdown',
+           'plot_leaderboard', 'compare_methods', 'paired_differences', 'plot_seeds', 'split_arms', 'seed_table',
+           'floor_rows', 'beyond_spread', 'run_predictions', 'bootstrap_intervals', 'interval_cell',
+           'interval_leaderboard']
 
 # %% ../nbs/08_report.ipynb #16634575
 def leaderboard(results:pd.DataFrame|str|Path, # a results table or its CSV
@@ -136,6 +137,52 @@ def plot_seeds(results:pd.DataFrame|str|Path, # a results table or its CSV
                   markers='d', capsize=0.1, ax=ax)
     ax.grid(axis='x', alpha=0.3); ax.set_xlabel(f'{metric} (points: seeds; diamond: mean, 95% interval)')
     return ax
+
+# %% ../nbs/08_report.ipynb #ef6df460
+def split_arms(results:pd.DataFrame|str|Path, # a results table or its CSV, with an `arm` column like 'replica / lam 0 / saliency'
+               names:tuple=('data', 'net', 'heatmap'), # a column for each part of an arm's name
+               sep:str=' / ', # what separates the parts
+              )->pd.DataFrame:
+    "The finished runs of a study, with one column per part of the arm's name."
+    df = _read(results)
+    df = (df[df['status'] == 'ok'] if 'status' in df else df).copy()
+    parts = df['arm'].str.split(sep, expand=True)
+    if parts.shape[1] != len(names):
+        raise ValueError(f"arms have {parts.shape[1]} parts (e.g. {df['arm'].iloc[0]!r}) but {len(names)} names were given: {names}")
+    df[list(names)] = parts.to_numpy()
+    return df
+
+def seed_table(df:pd.DataFrame, # runs with the columns below (e.g. from `split_arms`)
+               metric:str, # the metric shown
+               index:str|list='net', # a row per value (or tuple of values)
+               columns:str='heatmap', # a column per value
+               order:list|None=None, # the columns in this order (those present)
+              )->pd.DataFrame:
+    "`mean ± std` over seeds of `metric`, one row per `index` and one column per `columns`."
+    t = df.pivot_table(index=index, columns=columns, values=metric, aggfunc=mean_std, sort=False)
+    return t[[c for c in order if c in t]] if order else t
+
+FLOORS = {'_random': 'floor: random in eye', '_centre': 'floor: centre prior'}
+"The floors every heatmap score carries (`evaluate_heatmaps`), by column suffix."
+
+def floor_rows(df:pd.DataFrame, # runs of a heatmap study
+               metric:str, # a heatmap measure, e.g. 'froc_score'
+               by:str|list='data', # the floors are given per value of this
+               column:str='floor', # the name of the single column of values
+               pair:str='seed', # what picks the scored images: each value counts once
+              )->pd.DataFrame:
+    "`mean ± std` over `pair` of the random and centre floors of `metric`, one row per `by` value and floor."
+    one = df.drop_duplicates(_as_list(by) + [pair])
+    rows = {(*_as_list(k), name): {column: mean_std(g[metric + sfx])} for k, g in one.groupby(by) for sfx, name in FLOORS.items()}
+    return pd.DataFrame.from_dict(rows, orient='index')
+
+def beyond_spread(diff:pd.Series|dict, # a row of `paired_differences` (mean, std, pairs, up)
+                  higher:bool=True, # True: the arm should be higher than the reference; False: lower
+                 )->bool:
+    "Whether a paired difference is beyond the seed spread: every pair moves the same way and |mean| > std."
+    m, s, n, up = diff['mean'], diff['std'], int(diff['pairs']), int(diff['up'])
+    if n < 2 or np.isnan(s): return False
+    return (up == n and m - s > 0) if higher else (up == 0 and -m - s > 0)
 
 # %% ../nbs/08_report.ipynb #8a2c8882
 METRIC_FNS = dict(kappa=lambda y, p: quadratic_kappa(y, model_grades(p)), referable_auc=referable_auc, weak_label_auc=referable_auc)

@@ -5,12 +5,14 @@
 # %% ../../nbs/13_models.mining.ipynb #7e4cbb0c
 from __future__ import annotations
 from functools import partial
-from contextlib import contextmanager
+from contextlib import contextmanager, ExitStack, nullcontext
 from dataclasses import dataclass, replace
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from ..core import GRADES, LESION_TYPES, find_model   # first: it silences a torch warning fastai's import triggers
 from torch import Tensor
 from scipy import ndimage
+from timm.layers import Conv2dSame
+from timm.layers.padding import pad_same
 from fastcore.basics import store_attr, ifnone, listify
 from fastcore.meta import delegates
 from fastai.learner import Learner, Metric
@@ -28,9 +30,9 @@ from ..interpret.evaluate import froc_curve, froc_score, heatmap_peaks
 __all__ = ['FUNDUS_STATS', 'ACTIVATIONS', 'RULES', 'RULE_ACTIVATIONS', 'RULE_POOLS', 'RMSPool', 'conv_lrelu', 'OOBody', 'oo_spec',
            'MiningNet', 'swap_activations', 'mining_model', 'regression_probs', 'BackwardRule', 'get_rule',
            'layer_slope', 'activation_backward', 'pool_backward', 'RuleState', 'backward_rule', 'clear_backward_rules',
-           'rule_gradient', 'mining_sensitivity', 'mining_heatmap', 'heatmap_l1', 'HeatmapSparsity', 'mining_splitter',
-           'mining_learner', 'fit_mining', 'mining_data', 'grade_probs', 'smooth_heatmaps', 'detect_lesions',
-           'lesion_froc_curves', 'lesion_type_auc', 'heatmap_lesion_metrics']
+           'rule_gradient', 'mining_sensitivity', 'mining_heatmap', 'heatmap_l1', 'HeatmapSparsity', 'GroupedConv',
+           'fast_double_backward', 'mining_splitter', 'mining_learner', 'fit_mining', 'mining_data', 'grade_probs',
+           'smooth_heatmaps', 'detect_lesions', 'lesion_froc_curves', 'lesion_type_auc', 'heatmap_lesion_metrics']
 
 # %% ../../nbs/13_models.mining.ipynb #c125ed72
 class RMSPool(nn.Module):
@@ -359,7 +361,9 @@ class HeatmapSparsity(Callback):
     def _score(self, pred): return self.score(pred) if self.score is not None else _single_output(pred)
     def _enter(self):
         self._exit()
-        self._ctx = backward_rule(self.learn.model, self.rule); self.state = self._ctx.__enter__()
+        self._ctx = ExitStack()
+        self.state = self._ctx.enter_context(backward_rule(self.learn.model, self.rule))
+        self._ctx.enter_context(fast_double_backward(self.learn.model))
     def _exit(self):
         if self._ctx is not None:
             ctx, self._ctx = self._ctx, None
@@ -383,6 +387,44 @@ class HeatmapSparsity(Callback):
     def after_batch(self): self._exit()
     def after_cancel_batch(self): self._exit()
     def after_fit(self): self._exit()
+
+# %% ../../nbs/13_models.mining.ipynb #9780b6b1
+class GroupedConv(torch.autograd.Function):
+    "conv2d whose input gradient is a transposed convolution, so that its own derivative is a first-order convolution backward."
+    @staticmethod
+    def forward(ctx, x, w, b, stride, padding, dilation, groups):
+        ctx.save_for_backward(x, w); ctx.conf, ctx.has_bias = (stride, padding, dilation, groups), b is not None
+        return F.conv2d(x, w, b, stride, padding, dilation, groups)
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors; stride, padding, dilation, groups = ctx.conf
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            k = w.shape[-2:]   # output_padding: the rows and columns the strided forward dropped
+            extra = [x.shape[2+i] - ((g.shape[2+i] - 1)*stride[i] - 2*padding[i] + dilation[i]*(k[i] - 1) + 1) for i in range(2)]
+            gx = F.conv_transpose2d(g, w, None, stride, padding, extra, groups, dilation)
+        if ctx.needs_input_grad[1]: gw = torch.nn.grad.conv2d_weight(x, w.shape, g, stride, padding, dilation, groups)
+        if ctx.has_bias and ctx.needs_input_grad[2]: gb = g.sum((0, 2, 3))
+        return gx, gw, gb, None, None, None, None
+
+def _grouped_forward(m, x):
+    pad = m.padding
+    if isinstance(m, Conv2dSame): x, pad = pad_same(x, m.weight.shape[-2:], m.stride, m.dilation), (0, 0)
+    return GroupedConv.apply(x, m.weight, m.bias, m.stride, pad, m.dilation, m.groups)
+
+@contextmanager
+def fast_double_backward(model:nn.Module, # any network: its grouped 2d convolutions are routed through `GroupedConv`
+                        ):
+    "Inside: grouped (e.g. depthwise) convolutions of `model` take their input gradient by a transposed convolution; restored on exit."
+    layers = [m for m in dict.fromkeys(model.modules()) if isinstance(m, nn.Conv2d) and m.groups > 1 and not isinstance(m.padding, str)
+              and m.padding_mode == 'zeros']
+    saved = [(m, m.__dict__.get('forward', _MISSING)) for m in layers]
+    for m in layers: m.forward = partial(_grouped_forward, m)
+    try: yield len(layers)
+    finally:
+        for m, f in saved:
+            if f is _MISSING: m.__dict__.pop('forward', None)
+            else: m.forward = f
 
 # %% ../../nbs/13_models.mining.ipynb #d7861e35
 def mining_splitter(m:MiningNet)->list:
