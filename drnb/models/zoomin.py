@@ -15,7 +15,7 @@ from fastai.torch_core import apply_init, find_bs
 from fastai.learner import Learner, Metric
 from fastai.callback.core import Callback
 from fastai.callback.schedule import combined_cos
-from ..core import GRADES, get_settings, find_model
+from ..core import GRADES, LESION_TYPES, get_settings, find_model
 from ..methods import LossTerm, TrainParts
 from ..metrics import KappaScore, ReferableAUC
 from .backbones import create_backbone, backbone_stats
@@ -23,11 +23,12 @@ from ..interpret.attribution import register_attribution, referable_score, abnor
 from ..interpret.evaluate import box_coverage
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_TERMS', 'STAGE_PARTS', 'STAGE_SHARE', 'spatial_softmax', 'fov_cells', 'ANet', 'attention_peaks',
-           'peak_boxes', 'twin_boxes', 'crop_twin', 'ZoomInNet', 'ZoomInLoss', 'ZoomCrop', 'ZoomStaging',
-           'zoomin_splitter', 'zoomin_learner', 'fit_zoomin', 'zoom_attention', 'zoom_boxes', 'attention_boxes',
-           'boxes_heatmap', 'boxes_coverage', 'zoom_coverage', 'zoomin_attention', 'grade_probs', 'zoomin_data',
-           'ablation_results']
+__all__ = ['SCORE_SCALE', 'GATE_SCALE', 'BOX_MAPS', 'BOX_SOURCES', 'STAGES', 'STAGE_TERMS', 'STAGE_PARTS', 'STAGE_SHARE',
+           'A_STEPS', 'A_LR', 'spatial_softmax', 'fov_cells', 'ANet', 'evidence_map', 'abnormal_grades', 'centre_first',
+           'attention_peaks', 'centre_boxes', 'peak_boxes', 'twin_boxes', 'crop_twin', 'truth_boxes', 'ZoomInNet',
+           'ZoomInLoss', 'ZoomCrop', 'ZoomStaging', 'zoomin_splitter', 'zoomin_learner', 'fit_zoomin', 'zoom_attention',
+           'zoom_boxes', 'attention_boxes', 'boxes_heatmap', 'boxes_coverage', 'zoom_coverage', 'zoomin_attention',
+           'grade_probs', 'zoomin_data', 'ablation_results']
 
 # %% ../../nbs/10_models.zoomin.ipynb #9f01d4e8
 def spatial_softmax(z:Tensor, # (N,C,h,w) gate logits
@@ -56,10 +57,16 @@ class ANet(nn.Module):
     def __init__(self, ni:int, # channels of the feature map F
                  n_out:int=len(GRADES), # classes (one score and one gate channel each)
                  hidden:int=0, # channels of a 3x3 conv + ReLU before the gate's 1x1 (0: the gate is one 1x1 conv)
+                 score_scale:float=1., # the score branch starts at Kaiming's weights times this (`SCORE_SCALE`: small, never 0)
+                 gate_scale:float=1., # the gate's last layer starts at Kaiming's weights times this (`GATE_SCALE` 0: uniform gates)
                 ):
         super().__init__()
         self.score = nn.Conv2d(ni, n_out, 1)
         self.gate = nn.Sequential(nn.Conv2d(ni, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, n_out, 1)) if hidden else nn.Conv2d(ni, n_out, 1)
+        apply_init(self, nn.init.kaiming_normal_)
+        with torch.no_grad(): self.score.weight.mul_(score_scale); self.gate_out.weight.mul_(gate_scale)
+    @property
+    def gate_out(self)->nn.Conv2d: "The gate branch's last layer (its logits)."; return self.gate[-1] if isinstance(self.gate, nn.Sequential) else self.gate
     def forward(self, f:Tensor, # feature map F (N,ni,h,w)
                 mask:Tensor|None=None, # (N,1,h,w) cells the gates may use (the field of view)
                )->dict:
@@ -68,28 +75,76 @@ class ANet(nn.Module):
         a = s*g
         return dict(a=a.sum((2, 3)), scores=s, gates=g, gated=a)
 
+# %% ../../nbs/10_models.zoomin.ipynb #b1e0c7a2
+SCORE_SCALE = 0.01
+"A-Net's score branch starts at Kaiming's weights times this (residual stages): A starts a few hundredths of a logit from M's grade, and its gates get a gradient from the first step."
+GATE_SCALE = 0.
+"A-Net's gate logits start at Kaiming's weights times this: 0, uniform gates over the eye (A-Net starts as the mean of its score map)."
+
+# %% ../../nbs/10_models.zoomin.ipynb #b2e0c7a1
+BOX_MAPS = ('sg', 'gates')
+"Where C-Net's crops come from: 'sg' the abnormal evidence in the gated scores S*G (`evidence_map`), 'gates' the mean abnormal gate."
+
+def evidence_map(gated:Tensor, # (N,K,h,w) gated scores A = S*G
+                 logits:Tensor, # (N,K) the class scores they add to (weights within each side)
+                 classes, # (K,) or (N,K) 0/1: the grades whose evidence counts for; the others count against
+                )->Tensor:
+    "(N,h,w) each cell's share of the log-odds of `classes` against the rest: sum_T pi_k A_k - sum_rest pi'_k A_k, pi a softmax within each side."
+    n,K = gated.shape[:2]
+    if K == 1: return gated[:, 0]
+    t = torch.as_tensor(classes, device=gated.device).float().expand(n, K) > 0
+    z = logits.detach().float()
+    side = lambda m: z.masked_fill(~m, float('-inf')).softmax(1).nan_to_num(0.)     # an empty side weighs nothing
+    return ((side(t) - side(~t))[..., None, None]*gated).sum(1)
+
+def abnormal_grades(n:int)->Tensor:
+    "(n,) 0/1: the classes above grade 0 (the only class when `n` is 1)."
+    return torch.tensor([float(n == 1)] + [1.]*(n - 1))
+
 # %% ../../nbs/10_models.zoomin.ipynb #aa729c8b
-def attention_peaks(att:Tensor, # (N,h,w) attention maps
+def centre_first(h:int, w:int, # size of the map
+                 device=None)->Tensor:
+    "(h*w,) each cell's place in the tie-break order: nearest the map's centre first, then raster order."
+    ys,xs = torch.arange(h, device=device).repeat_interleave(w), torch.arange(w, device=device).repeat(h)
+    d = (2*ys - (h - 1))**2 + (2*xs - (w - 1))**2                 # 4x the squared distance to the centre: exact integers
+    order = torch.sort(d, stable=True).indices
+    return torch.empty_like(order).scatter_(0, order, torch.arange(h*w, device=device))
+
+def attention_peaks(att:Tensor, # (N,h,w) attention (box) maps
                     k:int, # peaks per map
                     radius:int=1, # non-maximum suppression: cells within this Chebyshev distance of a peak are suppressed
+                    mask:Tensor|None=None, # (N,h,w) bool: the cells that may be peaks (the eye); the others come last
                    )->tuple:
-    "Greedy NMS on each map: (N,k) row and column of the top-`k` peaks and their (N,k) attention; suppressed cells are used only when nothing else is left."
+    "Greedy NMS on each map: (N,k) row and column of the top-`k` peaks and their (N,k) values; ties go to the cell nearest the centre."
     N,h,w = att.shape
     if k > h*w: raise ValueError(f"attention_peaks: {k} peaks asked from a {h}x{w} map ({h*w} cells)")
     a = att.detach().float().flatten(1)
     ys,xs = torch.arange(h, device=a.device).repeat_interleave(w), torch.arange(w, device=a.device).repeat(h)
+    rank = centre_first(h, w, a.device)
     span = (a.amax(1, keepdim=True) - a.amin(1, keepdim=True)).clamp_min(1e-12)
-    penalty = torch.zeros_like(a)
+    penalty = torch.zeros_like(a) if mask is None else (~mask.reshape(N, -1).bool())*2*(k + 1)*span   # below any suppressed cell
     taken = torch.zeros_like(a, dtype=torch.bool)
     idx = []
     for _ in range(k):
         score = (a - penalty).masked_fill(taken, float('-inf'))
-        i = score.argmax(1); idx.append(i)
+        best = score == score.amax(1, keepdim=True)
+        i = torch.where(best, rank, h*w).argmin(1); idx.append(i)    # among equal scores: nearest the centre
         taken[torch.arange(N), i] = True
         near = ((ys[None] - ys[i][:, None]).abs() <= radius) & ((xs[None] - xs[i][:, None]).abs() <= radius)
         penalty = penalty + near*2*span            # suppressed cells rank below every free cell
     idx = torch.stack(idx, 1)
     return idx//w, idx%w, att.detach().flatten(1).gather(1, idx)
+
+def centre_boxes(cy:Tensor, cx:Tensor, # (N,k) box centres in twin pixels
+                 twin_size:tuple, # (H, W) of the high-resolution twin
+                 crop_size:int, # side of a crop, twin pixels
+                )->Tensor:
+    "(N,k,4) integer boxes `[x0, y0, x1, y1]` (end exclusive) in twin pixels: `crop_size` squares centred at (cx, cy), shifted inside the twin."
+    H,W = twin_size
+    if crop_size > min(H, W): raise ValueError(f"crop_size {crop_size} is larger than the high-resolution twin ({W}x{H})")
+    x0 = (cx - crop_size/2).round().long().clamp(0, W - crop_size)
+    y0 = (cy - crop_size/2).round().long().clamp(0, H - crop_size)
+    return torch.stack([x0, y0, x0 + crop_size, y0 + crop_size], -1)
 
 def peak_boxes(rows:Tensor, cols:Tensor, # (N,k) peak cells of an h x w map
                map_size:tuple, # (h, w) of the attention map
@@ -98,22 +153,19 @@ def peak_boxes(rows:Tensor, cols:Tensor, # (N,k) peak cells of an h x w map
               )->Tensor:
     "(N,k,4) integer boxes `[x0, y0, x1, y1]` (end exclusive) in twin pixels: `crop_size` squares centred on the cells, shifted inside the twin."
     (h,w),(H,W) = map_size, twin_size
-    if crop_size > min(H, W): raise ValueError(f"crop_size {crop_size} is larger than the high-resolution twin ({W}x{H})")
-    cy,cx = (rows.float() + 0.5)*H/h, (cols.float() + 0.5)*W/w
-    x0 = (cx - crop_size/2).round().long().clamp(0, W - crop_size)
-    y0 = (cy - crop_size/2).round().long().clamp(0, H - crop_size)
-    return torch.stack([x0, y0, x0 + crop_size, y0 + crop_size], -1)
+    return centre_boxes((rows.float() + 0.5)*H/h, (cols.float() + 0.5)*W/w, (H, W), crop_size)
 
-def twin_boxes(att:Tensor, # (N,h,w) attention maps
+def twin_boxes(att:Tensor, # (N,h,w) attention (box) maps
                twin_size:tuple, # (H, W) of the high-resolution twin
                crop_size:int, # side of a crop, twin pixels
                k:int, # boxes per map
                nms_radius:int|None=None, # NMS radius in map cells (default: half a crop)
+               mask:Tensor|None=None, # (N,h,w) bool: cells that may be peaks (the eye)
               )->tuple:
     "(N,k,4) integer boxes in twin pixels at the top-`k` NMS peaks of `att` (`attention_peaks` + `peak_boxes`), and the (N,k) peak values."
     h,w = att.shape[-2:]
     r = nms_radius if nms_radius is not None else max(0, round(crop_size/2/(twin_size[-1]/w)))
-    rows,cols,score = attention_peaks(att, k, r)
+    rows,cols,score = attention_peaks(att, k, r, mask)
     return peak_boxes(rows, cols, (h, w), tuple(twin_size), crop_size), score
 
 def crop_twin(twin:Tensor, # (N,C,H,W) high-resolution twin of the batch
@@ -127,6 +179,33 @@ def crop_twin(twin:Tensor, # (N,C,H,W) high-resolution twin of the batch
     xs = (boxes[..., 0, None] + r)[..., None, :]           # (N,k,1,s)
     n = torch.arange(N, device=twin.device)[:, None, None, None]
     return twin.permute(0, 2, 3, 1)[n, ys, xs].permute(0, 1, 4, 2, 3).reshape(N*k, twin.shape[1], s, s)
+
+# %% ../../nbs/10_models.zoomin.ipynb #5d273d3c
+BOX_SOURCES = ('attention', 'truth')
+"Where C-Net's crops are placed: at the box map's peaks, or at the true lesion boxes of the batch (the oracle)."
+
+def truth_boxes(bbox:Tensor, # (N,n,4) lesion boxes in [-1, 1] view coordinates (fastai's `TensorBBox`), zero-padded
+                labels:Tensor, # (N,n) their labels (0: padding)
+                twin_size:tuple, # (H, W) of the twin
+                crop_size:int, # side of a crop, twin pixels
+                fill:Tensor, # (N,k,4) boxes for the places no lesion needs (the box map's, best first)
+               )->Tensor:
+    "(N,k,4) crops centred on true lesions, chosen greedily to cover the most lesion centres, then `fill`'s boxes: the oracle's crops."
+    H,W = twin_size; k = fill.shape[1]
+    c = (bbox.float()[..., :2] + bbox.float()[..., 2:])/2
+    cx,cy = (c[..., 0] + 1)*W/2, (c[..., 1] + 1)*H/2                         # lesion centres in twin pixels
+    out = fill.clone()
+    for i in range(len(fill)):
+        on = labels[i] > 0
+        px,py = cx[i][on], cy[i][on]
+        b = centre_boxes(py, px, (H, W), crop_size)                        # one candidate crop per lesion
+        covers = (px[None] >= b[:, :1]) & (px[None] < b[:, 2:3]) & (py[None] >= b[:, 1:2]) & (py[None] < b[:, 3:])
+        left,j = torch.ones_like(px, dtype=torch.bool),0
+        while j < k and left.any():
+            best = (covers & left).sum(1).argmax()
+            out[i, j] = b[best]; left &= ~covers[best]; j += 1
+        out[i, j:] = fill[i, :k - j]
+    return out
 
 # %% ../../nbs/10_models.zoomin.ipynb #3aba5f1f
 STAGES = ('M', 'A', 'C', 'joint')
@@ -148,13 +227,15 @@ class ZoomInNet(nn.Module):
                  p:float=0.25, # dropout before the linear heads
                  gate_hidden:int=0, # hidden channels of A-Net's gate branch (0: one 1x1 conv)
                  nms_radius:int|None=None, # NMS radius in map cells (default: half a crop)
-                 eye_only:bool=True, # gates only on cells inside the eye (`fov_cells`), never on the black surround
+                 eye_only:bool=True, # gates and boxes only on cells inside the eye (`fov_cells`), never on the black surround
                  stats:tuple|None=None, # (mean, std) the images were normalised with (default: ImageNet's), to find the eye
-                 residual:bool=True, # A and C add a zero-initialised correction to the previous stage's logits (False: A is averaged with M, C's head grades alone)
+                 residual:bool=True, # A and C add a correction to the previous stage's logits, started (near) zero (False: A is averaged with M, C's head grades alone)
                  att_stride:int|None=None, # stride of M-Net's level A-Net works on (None: the final map; e.g. 16 for a grid twice as fine)
+                 box_map:str='sg', # the map the crops come from, one of `BOX_MAPS`: 'sg' the abnormal evidence in S*G, 'gates' the mean abnormal gate
                 ):
         super().__init__()
-        store_attr('n_out,n_crops,crop_size,zoom,nms_radius,eye_only,residual,att_stride')
+        if box_map not in BOX_MAPS: raise ValueError(f"box_map={box_map!r}: use one of {BOX_MAPS}")
+        store_attr('n_out,n_crops,crop_size,zoom,nms_radius,eye_only,residual,att_stride,box_map')
         for k, v in zip(('img_mean', 'img_std'), ifnone(stats, backbone_stats('resnet18'))):
             self.register_buffer(k, torch.tensor(v, dtype=torch.float32).view(3, 1, 1), persistent=False)
         self.arch,self.c_arch = arch,ifnone(c_arch, arch)
@@ -163,12 +244,11 @@ class ZoomInNet(nn.Module):
         cm = self.m_body.channels
         self.m_head = nn.Sequential(nn.Dropout(p), nn.Linear(cm, n_out))
         ca = cm if att_stride is None else self.m_body.feature_info[self.m_body.level(att_stride)]['channels']
-        self.a_net = ANet(ca, n_out, gate_hidden)
+        self.a_net = ANet(ca, n_out, gate_hidden, score_scale=SCORE_SCALE if residual else 1., gate_scale=GATE_SCALE)
         self.c_body = create_backbone(self.c_arch, pretrained=pretrained)
         self.fuse = nn.Sequential(nn.Dropout(p), nn.Linear(cm + ca + self.c_body.channels, n_out))
-        for m in (self.m_head, self.a_net, self.fuse): apply_init(m, nn.init.kaiming_normal_)
-        if residual:                        # each stage starts with the previous stage's grade
-            for l in (self.a_net.score, self.fuse[-1]): nn.init.zeros_(l.weight); nn.init.zeros_(l.bias)
+        for m in (self.m_head, self.fuse): apply_init(m, nn.init.kaiming_normal_)
+        if residual: nn.init.zeros_(self.fuse[-1].weight); nn.init.zeros_(self.fuse[-1].bias)   # stage C starts with M+A's grade
         self.stage = 'joint'
 
     def get_extra_state(self): return dict(stage=self.stage)
@@ -193,7 +273,7 @@ def stage_modules(self:ZoomInNet, stage:str)->list:
 # %% ../../nbs/10_models.zoomin.ipynb #32b43d71
 @patch
 def glance(self:ZoomInNet, x:Tensor)->dict:
-    "M-Net and A-Net on the image: M logits `m`, A logits `a` (M's plus A-Net's scores when `residual`), pooled features `f`, attention-pooled features `f_att`, gates and attention."
+    "M-Net and A-Net on the image: M logits `m`, A logits `a` (M's plus A-Net's scores when `residual`), pooled features `f`, attention-pooled `f_att`, gates, the mean abnormal gate `attention`, the cells in the `eye` and the `box_map`."
     if self.att_stride is None: f = fa = self.m_out(self.m_body(x))
     else:                                                                   # A-Net on a finer level of M-Net's pyramid
         fs = self.m_body.features(x)
@@ -202,11 +282,21 @@ def glance(self:ZoomInNet, x:Tensor)->dict:
     eye = fov_cells(x, fa.shape[-2:], self.img_mean, self.img_std) if self.eye_only else None
     out = dict(m=self.m_head(fm), f=fm, **self.a_net(fa, eye))
     if self.residual: out['a'] = out['m'] + out['a']                          # A-Net corrects M-Net's grade
-    w = out['gates'][:, 1:].mean(1) if self.n_out > 1 else out['gates'][:, 0]  # where the abnormal classes look
-    out['f_att'] = (fa*w[:, None]).sum((2, 3))
-    out['attention'] = w
-    out['image_size'] = tuple(x.shape[-2:])
+    w = out['gates'][:, 1:].mean(1) if self.n_out > 1 else out['gates'][:, 0]  # the mean abnormal gate: weights summing to 1
+    out.update(f_att=(fa*w[:, None]).sum((2, 3)), attention=w, eye=eye, image_size=tuple(x.shape[-2:]))
+    out['box_map'] = self.box_map_of(out)
     return out
+
+@patch
+def box_map_of(self:ZoomInNet, out:dict, # from `glance`
+               kind:str|None=None, # one of `BOX_MAPS` (default: the model's `box_map`)
+              )->Tensor:
+    "(N,h,w) the map C-Net's crops come from: each cell's share of A-Net's abnormal log-odds in S*G ('sg', `evidence_map`), or the mean abnormal gate ('gates')."
+    kind = ifnone(kind, self.box_map)
+    if kind not in BOX_MAPS: raise ValueError(f"box_map={kind!r}: use one of {BOX_MAPS}")
+    if kind == 'gates': return out['attention']
+    a = out['a'] if self.residual else (out['m'] + out['a'])/2          # the A logits, as `finish` reports them
+    return evidence_map(out['gated'], a, abnormal_grades(self.n_out))
 
 # %% ../../nbs/10_models.zoomin.ipynb #66f51122
 @patch
@@ -217,10 +307,13 @@ def default_crop(self:ZoomInNet, twin_size:tuple)->int:
 @patch
 def zoom_in(self:ZoomInNet, out:dict, # from `glance`
             twin:Tensor, # (N,C,H,W) high-resolution twin of the images
+            truth:tuple|None=None, # (boxes, labels) of the batch's lesions (`TensorBBox` in [-1, 1]): crop there (the oracle, `truth_boxes`)
            )->dict:
-    "Boxes at the top attention peaks (NMS), crops of the twin there, C-Net on them, and the fused grade `c` (added to `a` when `residual`)."
-    att = out['attention']; N = len(att)
-    boxes,score = twin_boxes(att, twin.shape[-2:], self.default_crop(twin.shape[-2:]), self.n_crops, self.nms_radius)
+    "Boxes at the top peaks of the box map (NMS, inside the eye) or at the true lesions, crops of the twin there, C-Net on them, and the fused grade `c` (added to `a` when `residual`)."
+    bm,eye = out['box_map'],out.get('eye'); N = len(bm)
+    cs = self.default_crop(twin.shape[-2:])
+    boxes,score = twin_boxes(bm, twin.shape[-2:], cs, self.n_crops, self.nms_radius, None if eye is None else eye[:, 0])
+    if truth is not None: boxes = truth_boxes(*truth, twin.shape[-2:], cs, boxes)
     fc = self.c_body(crop_twin(twin, boxes)).mean((2, 3)).view(N, self.n_crops, -1).amax(1)
     c = self.fuse(torch.cat([out['f'], out['f_att'], fc], 1))
     out.update(c=out['a'] + c if self.residual else c, boxes=boxes, box_scores=score,
@@ -279,24 +372,27 @@ class ZoomInLoss:
 
 # %% ../../nbs/10_models.zoomin.ipynb #4a47d851
 class ZoomCrop(Callback):
-    "In the training loop: take the twin out of the batch, and after M/A's forward pass turn attention into boxes, crop the twin there and run C-Net."
+    "In the training loop: take the twin (and, for the oracle, the lesion boxes) out of the batch; after M/A's forward pass place the boxes, crop the twin there and run C-Net."
     order = -10
-    def __init__(self, twin:bool|None=None): # the batch's second input is the twin (None: when the batch has two inputs)
-        self.twin = twin
+    def __init__(self, twin:bool|None=None, # the batch's second input is the twin (None: when the batch has two inputs)
+                 truth:bool=False, # crop at the batch's lesion boxes (targets grade, boxes, labels), not at the box map's peaks: the oracle
+                ): store_attr()
     def before_batch(self):
-        self.t = None
+        self.t,self.boxes = None,None
         if ifnone(self.twin, len(self.xb) > 1):
             if len(self.xb) < 2: raise ValueError("ZoomCrop: the batch has no twin image (expected inputs (image, twin))")
             self.t = self.xb[1]; self.learn.xb = self.xb[:1]
+        if self.truth and len(self.yb) >= 3:          # without boxes in the batch (unlabelled images) the box map places the crops
+            self.boxes = tuple(b.as_subclass(Tensor) for b in self.yb[1:3]); self.learn.yb = self.yb[:1]
     def after_pred(self):
         m = self.learn.model
         if not (isinstance(self.pred, dict) and m.needs_crops) or 'c' in self.pred: return
         t = self.t if self.t is not None else m.upsampled_twin(self.xb[0])
-        self.learn.pred = m.finish(m.zoom_in(self.pred, t))
+        self.learn.pred = m.finish(m.zoom_in(self.pred, t, self.boxes))
     def after_loss(self):
         "Metrics and prediction gatherers see the stage's logits."
         if isinstance(self.pred, dict): self.learn.pred = self.pred['logits']
-    def after_fit(self): self.t = None
+    def after_fit(self): self.t,self.boxes = None,None
 
 # %% ../../nbs/10_models.zoomin.ipynb #76f9ecb7
 def _stage_plan(stages, epochs, lrs, lr):
@@ -370,7 +466,7 @@ def zoomin_splitter(model:ZoomInNet)->list:
 
 # %% ../../nbs/10_models.zoomin.ipynb #f5cfed0c
 @delegates(Learner.__init__)
-def zoomin_learner(dls, # fastai DataLoaders; inputs (image, twin) or image alone, target the grade
+def zoomin_learner(dls, # fastai DataLoaders; inputs (image, twin) or image alone, target the grade (and the lesion boxes for `boxes='truth'`)
                    arch:str='resnet18', # registered backbone of M-Net (and C-Net)
                    pretrained:bool=False, # ImageNet weights (shipped or local checkpoints)
                    n_crops:int=4, # crops per image
@@ -379,25 +475,44 @@ def zoomin_learner(dls, # fastai DataLoaders; inputs (image, twin) or image alon
                    c_arch:str|None=None, # backbone of C-Net (default: `arch`)
                    n_out:int|None=None, # classes (default: from `dls`, else 5 grades)
                    loss_weights:dict|None=None, # weights of the loss terms `m`, `a`, `c`
-                   residual:bool=True, # A and C add a zero-started correction to the previous stage's logits
+                   residual:bool=True, # A and C add a (near-)zero-started correction to the previous stage's logits
                    att_stride:int|None=None, # stride of M-Net's level A-Net works on (None: the final map)
+                   box_map:str='sg', # the map the crops come from (`BOX_MAPS`): 'sg' abnormal evidence in S*G, 'gates' the mean abnormal gate
+                   boxes:str='attention', # where the crops go (`BOX_SOURCES`): the box map's peaks, or 'truth', the batch's lesion boxes (the oracle)
                    model_kwargs:dict|None=None, # other `ZoomInNet` arguments (p, gate_hidden, nms_radius, eye_only)
                    metrics=None, # default: kappa, referable AUC (5 classes) and the three loss terms
                    cbs=None, # more callbacks (`ZoomCrop` is always added)
                    **kwargs, # passed to `Learner`
                   )->Learner:
     "A fastai `Learner` for Zoom-in-Net: the model, the joint loss with its terms as metrics and the `ZoomCrop` callback."
-    n_out = ifnone(n_out, ifnone(getattr(dls, 'c', None), len(GRADES)))
+    if boxes not in BOX_SOURCES: raise ValueError(f"boxes={boxes!r}: use one of {BOX_SOURCES}")
+    n_out = ifnone(n_out, len(GRADES) if boxes == 'truth' else ifnone(getattr(dls, 'c', None), len(GRADES)))
     norm = first(t for t in getattr(getattr(dls, 'after_batch', None), 'fs', []) if isinstance(t, Normalize))
     stats = (norm.mean.flatten().tolist(), norm.std.flatten().tolist()) if norm is not None else ((0., 0., 0.), (1., 1., 1.))
-    model = ZoomInNet(arch, n_out, n_crops, crop_size, zoom, c_arch, pretrained, **{'stats': stats, 'residual': residual, 'att_stride': att_stride, **(model_kwargs or {})})
+    model = ZoomInNet(arch, n_out, n_crops, crop_size, zoom, c_arch, pretrained,
+                      **{'stats': stats, 'residual': residual, 'att_stride': att_stride, 'box_map': box_map, **(model_kwargs or {})})
     if metrics is None: metrics = ([KappaScore(), ReferableAUC()] if n_out == len(GRADES) else []) + [LossTerm(k, f'loss_{k}') for k in ('m', 'a', 'c')]
     return Learner(dls, model, loss_func=ZoomInLoss(loss_weights), metrics=metrics, splitter=zoomin_splitter,
-                   cbs=[ZoomCrop(), *listify(cbs)], **kwargs)
+                   cbs=[ZoomCrop(truth=boxes == 'truth'), *listify(cbs)], **kwargs)
 
 # %% ../../nbs/10_models.zoomin.ipynb #6c65f2d3
 STAGE_SHARE = dict(M=0.45, A=0.15, C=0.4, joint=0.2)
 "Default share of the epochs each stage gets (renormalised over the stages run)."
+A_STEPS = 100
+"Optimiser steps stage A gets at least in the registered method (`fit_zoomin`'s own default, 0, keeps its share of the epochs)."
+A_LR = 1e-2
+"Peak learning rate of stage A in the registered method: A-Net is small and starts from scratch on a frozen M-Net."
+
+def _a_plan(learn, stages, stage_epochs, lrs, a_steps, a_lr):
+    "Stage A's epochs raised to `a_steps` optimiser steps, its learning rate set to `a_lr`."
+    if 'A' in stages and a_steps and len(stage_epochs) == len(stages):
+        i = stages.index('A'); stage_epochs[i] = max(stage_epochs[i], a_steps/max(len(learn.dls.train), 1))
+    if a_lr is not None:
+        if lrs is not None and not isinstance(lrs, dict):
+            if len(listify(lrs)) != len(stages): raise ValueError(f"{len(listify(lrs))} learning rates for {len(stages)} stages")
+            lrs = dict(zip(stages, listify(lrs)))
+        lrs = {**(lrs or {}), 'A': a_lr}
+    return stage_epochs, lrs
 
 def fit_zoomin(learn:Learner, # from `zoomin_learner`
                epochs:float, # passes over the training data, all stages together
@@ -405,6 +520,8 @@ def fit_zoomin(learn:Learner, # from `zoomin_learner`
                stages=('M', 'A', 'C'), # stages to run in order; add 'joint' for joint fine-tuning
                stage_epochs=None, # epochs per stage (default: `epochs` split by `STAGE_SHARE`; given, it replaces `epochs`)
                lrs=None, # learning rate per stage (list or dict by stage)
+               a_steps:int=0, # stage A runs at least this many optimiser steps (its epochs grow to reach them)
+               a_lr:float|None=None, # peak learning rate of stage A (default: as `lrs`/`lr` say)
                cbs=None, # more callbacks for this fit
                **kwargs, # passed to `ZoomStaging` (pct_start, div, div_final)
               )->Learner:
@@ -413,6 +530,7 @@ def fit_zoomin(learn:Learner, # from `zoomin_learner`
     if stage_epochs is None:
         share = np.array([STAGE_SHARE[s] if s in STAGE_SHARE else 0 for s in stages])
         stage_epochs = list(epochs*share/share.sum())
+    stage_epochs,lrs = _a_plan(learn, stages, [float(e) for e in listify(stage_epochs)], lrs, a_steps, a_lr)
     cb = ZoomStaging(stages, stage_epochs, lrs, ifnone(lr, 1e-3), **kwargs)
     try: learn.fit(max(1, math.ceil(sum(cb.epochs) - 1e-9)), cbs=[cb, *listify(cbs)])
     finally: cb.restore(failed=True)       # a no-op after a normal or cancelled fit (`after_fit` restored already)
@@ -424,14 +542,18 @@ def _model_and_device(learn_or_model):
     return m, next(m.parameters()).device
 
 @torch.no_grad()
+def _glance(learn_or_model, images:Tensor)->dict:
+    "The model's `glance` on `images` in eval mode (its mode restored)."
+    m,dev = _model_and_device(learn_or_model)
+    was = m.training; m.eval()
+    try: return m.glance(torch.as_tensor(images).to(dev))
+    finally: m.train(was)
+
 def zoom_attention(learn, # a Zoom-in-Net `Learner` (or the `ZoomInNet`)
                    images:Tensor, # (N,C,H,W) images, normalised as in training
                   )->Tensor:
-    "(N,h,w) attention maps on M-Net's grid: A-Net's gates averaged over the abnormal classes (each map sums to 1)."
-    m,dev = _model_and_device(learn)
-    was = m.training; m.eval()
-    try: return m.glance(torch.as_tensor(images).to(dev))['attention'].cpu()
-    finally: m.train(was)
+    "(N,h,w) the box map on A-Net's grid, the map the crops come from: the abnormal evidence in S*G, or the mean abnormal gate (`box_map`)."
+    return _glance(learn, images)['box_map'].cpu()
 
 @torch.no_grad()
 def zoom_boxes(learn, # a Zoom-in-Net `Learner` (or the `ZoomInNet`)
@@ -444,23 +566,26 @@ def zoom_boxes(learn, # a Zoom-in-Net `Learner` (or the `ZoomInNet`)
     x = torch.as_tensor(images).to(dev)
     H,W = x.shape[-2:]
     ts = tuple(twin_size) if twin_size is not None else (round(H*m.zoom), round(W*m.zoom))
-    return attention_boxes(zoom_attention(m, x), (H, W), ts, m.default_crop(ts), ifnone(k, m.n_crops), m.nms_radius)
+    o = _glance(m, x)
+    eye = None if o['eye'] is None else o['eye'][:, 0].cpu()
+    return attention_boxes(o['box_map'].cpu(), (H, W), ts, m.default_crop(ts), ifnone(k, m.n_crops), m.nms_radius, eye)
 
 def _model_zoom_boxes(self:ZoomInNet, images:Tensor, k:int|None=None)->Tensor:
     "(N,k,4) boxes of the crops C-Net takes from `images`: `ZoomInNet.zoom_boxes`, which the explorer draws."
     return zoom_boxes(self, images, k)
 ZoomInNet.zoom_boxes = _model_zoom_boxes
 
-def attention_boxes(att:Tensor, # (N,h,w) attention maps (a model's, or any map on the same grid, e.g. random for a baseline)
+def attention_boxes(att:Tensor, # (N,h,w) box maps (a model's, or any map on the same grid, e.g. random for a baseline)
                     image_size:tuple, # (H, W) of the images
                     twin_size:tuple, # (H, W) of the twin the crops come from
                     crop_size:int, # crop side in twin pixels
                     k:int, # boxes per image
                     nms_radius:int|None=None, # NMS radius in map cells (default: half a crop)
+                    mask:Tensor|None=None, # (N,h,w) bool: cells that may be peaks (the eye)
                    )->Tensor:
     "(N,k,4) boxes `[x0, y0, x1, y1]` in image pixels (floats) at the top-`k` peaks of `att`, placed as `ZoomInNet.zoom_in` places its crops."
     (H,W),(th,tw) = image_size,twin_size
-    b,_ = twin_boxes(att, (th, tw), crop_size, k, nms_radius)
+    b,_ = twin_boxes(att, (th, tw), crop_size, k, nms_radius, mask)
     return (b.float()*torch.tensor([W/tw, H/th]*2, device=b.device)).cpu()
 
 # %% ../../nbs/10_models.zoomin.ipynb #152f0544
@@ -504,20 +629,33 @@ def zoom_coverage(learn, # a Zoom-in-Net `Learner` (or the `ZoomInNet`)
 
 # %% ../../nbs/10_models.zoomin.ipynb #e6c40c3c
 def _grade_channels(head, target, n):
-    "Per image, which classes' gates to sum for `target` (set by `attribute` from 'referable', 'abnormal', 'pred' or an index)."
+    "Per image, which classes count for `target` (set by `attribute` from 'referable', 'abnormal', 'pred' or an index)."
     if head.score is referable_score: return torch.tensor([0., 0., 1., 1., 1.])[None]
     if head.score is abnormal_score: return torch.tensor([0., 1., 1., 1., 1.])[None]
     return F.one_hot(torch.as_tensor(target).long().view(-1).cpu(), n).float()
 
+def _zoomin_model(head, name):
+    if not isinstance(head.model, ZoomInNet): raise TypeError(f"'{name}' needs a ZoomInNet, got {type(head.model).__name__}")
+    return head.model
+
 @register_attribution('zoomin_attention', reduce='sum')
-def zoomin_attention(head, x, target, gated:bool=False):
-    "Zoom-in-Net's A-Net attention: spatial-softmax gates G (or gated scores A = S*G) of the target classes, on M-Net's grid"
-    m = head.model
-    if not isinstance(m, ZoomInNet): raise TypeError(f"'zoomin_attention' needs a ZoomInNet, got {type(m).__name__}")
+def zoomin_attention(head, x, target, gated:bool|None=None):
+    "Zoom-in-Net's A-Net attention for the target grades: their evidence in S*G against the other grades (`evidence_map`), or the sum of their gates G; as the model's `box_map` unless `gated` says"
+    m = _zoomin_model(head, 'zoomin_attention')
     with torch.no_grad(): o = m.glance(x)
-    g = o['gated'] if gated else o['gates']
-    w = _grade_channels(head, target, g.shape[1]).to(g.device)
-    return (g*w[..., None, None]).sum(1)
+    w = _grade_channels(head, target, o['gates'].shape[1]).to(o['gates'].device)
+    if not ifnone(gated, m.box_map == 'sg'): return (o['gates']*w[..., None, None]).sum(1)
+    return evidence_map(o['gated'], o['a'] if m.residual else (o['m'] + o['a'])/2, w)
+
+def _box_map_attribution(kind:str):
+    def fn(head, x, target):
+        m = _zoomin_model(head, f'zoomin_{kind}')
+        with torch.no_grad(): return m.box_map_of(m.glance(x), kind)
+    return fn
+register_attribution('zoomin_sg', _box_map_attribution('sg'), reduce='sum',
+                     doc="Zoom-in-Net's box map from S*G (each cell's share of A-Net's abnormal log-odds), whatever the target")
+register_attribution('zoomin_gates', _box_map_attribution('gates'), reduce='sum',
+                     doc="Zoom-in-Net's box map from the gates (the mean abnormal gate), whatever the target")
 
 # %% ../../nbs/10_models.zoomin.ipynb #9b5e071a
 def grade_probs(learn:Learner, # a Zoom-in-Net `Learner`
@@ -529,11 +667,13 @@ def grade_probs(learn:Learner, # a Zoom-in-Net `Learner`
 
 def zoomin_data(size:int|None=None, # side of M-Net's input (default: the `image_size` setting)
                 zoom:int=2, # the twin's side is `zoom * size`
+                boxes:str='attention', # 'truth': the batches also carry the lesion boxes (MA, HE, EX, SE) for the oracle's crops
                 **kwargs, # more `fundus_dataloaders` arguments
                )->dict:
-    "Keyword arguments for `drnb.data.block.fundus_dataloaders`: grade targets, M-Net's size and the high-resolution twin."
+    "Keyword arguments for `drnb.data.block.fundus_dataloaders`: grade targets, M-Net's size and the high-resolution twin (and the lesion boxes)."
     size = size or get_settings().image_size
-    return dict(targets='grade', size=size, hires=size*zoom, **kwargs)
+    truth = dict(targets=('grade', 'boxes'), box_types=LESION_TYPES) if boxes == 'truth' else dict(targets='grade')
+    return dict(size=size, hires=size*zoom, **truth, **kwargs)
 
 # %% ../../nbs/10_models.zoomin.ipynb #da7d8e6f
 def ablation_results(folder, # where the ablation (made by `run_ablation.py` at ee52eaa, before the runner) wrote ablation_runs.csv (and localisation.csv, ablation_config.json)
@@ -558,7 +698,12 @@ register_method(Method('zoomin', zoomin_learner, data=zoomin_data, fit=fit_zoomi
     params=dict(n_crops=Param(4, 'crops C-Net sees per image'),
                 crop_size=Param(None, "crop side in twin pixels (None: a quarter of the twin's side)", int),
                 zoom=Param(2, "the twin's side is zoom x the view's side (data and model)"),
-                residual=Param(True, "A and C add a zero-started correction to the previous stage's logits"),
+                residual=Param(True, "A and C add a (near-)zero-started correction to the previous stage's logits"),
                 att_stride=Param(None, "stride of M-Net's level A-Net works on (None: the final map; 16: a finer grid)", int),
-                stages=Param(('M', 'A', 'C'), 'training stages in order (M, A, C, joint)')),
+                stages=Param(('M', 'A', 'C'), 'training stages in order (M, A, C, joint)'),
+                stage_epochs=Param(None, "epochs of each stage, in the order of stages (None: epochs split by STAGE_SHARE)", list),
+                a_steps=Param(A_STEPS, "stage A runs at least this many optimiser steps (0: its share of the epochs)"),
+                a_lr=Param(A_LR, "peak learning rate of stage A (A-Net alone, on a frozen M-Net)", float),
+                box_map=Param('sg', "where the crops come from: 'sg' the abnormal evidence in S*G, 'gates' the mean abnormal gate", choices=BOX_MAPS),
+                boxes=Param('attention', "'attention': crops at the box map's peaks; 'truth': at the true lesion boxes (the oracle)", choices=BOX_SOURCES)),
     doc="Wang et al. 2017: M-Net grades, A-Net's gated attention picks spots, C-Net grades zoomed crops of a twin"))
