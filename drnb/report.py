@@ -178,10 +178,11 @@ def floor_rows(df:pd.DataFrame, # runs of a heatmap study
 
 def beyond_spread(diff:pd.Series|dict, # a row of `paired_differences` (mean, std, pairs, up)
                   higher:bool=True, # True: the arm should be higher than the reference; False: lower
+                  min_pairs:int=2, # fewer pairs than this are never beyond the spread (a study's seeds: 3)
                  )->bool:
     "Whether a paired difference is beyond the seed spread: every pair moves the same way and |mean| > std."
     m, s, n, up = diff['mean'], diff['std'], int(diff['pairs']), int(diff['up'])
-    if n < 2 or np.isnan(s): return False
+    if n < max(2, min_pairs) or np.isnan(s): return False
     return (up == n and m - s > 0) if higher else (up == 0 and -m - s > 0)
 
 # %% ../nbs/08_report.ipynb #8a2c8882

@@ -25,14 +25,17 @@ from ..metrics import DEFAULT_THRESHOLDS, KappaScore, ReferableAUC, roc_auc, to_
 from .backbones import BackboneSpec, register_backbone, create_backbone, backbone_stats
 from ..interpret.attribution import register_attribution, attribute
 from ..interpret.evaluate import froc_curve, froc_score, heatmap_peaks
+from ..report import split_arms, seed_table, floor_rows, paired_differences, beyond_spread, mean_std, FLOORS
 
 # %% auto #0
-__all__ = ['FUNDUS_STATS', 'ACTIVATIONS', 'RULES', 'RULE_ACTIVATIONS', 'RULE_POOLS', 'RMSPool', 'conv_lrelu', 'OOBody', 'oo_spec',
-           'MiningNet', 'swap_activations', 'mining_model', 'regression_probs', 'BackwardRule', 'get_rule',
-           'layer_slope', 'activation_backward', 'pool_backward', 'RuleState', 'backward_rule', 'clear_backward_rules',
-           'rule_gradient', 'mining_sensitivity', 'mining_heatmap', 'heatmap_l1', 'HeatmapSparsity', 'GroupedConv',
-           'fast_double_backward', 'mining_splitter', 'mining_learner', 'fit_mining', 'mining_data', 'grade_probs',
-           'smooth_heatmaps', 'detect_lesions', 'lesion_froc_curves', 'lesion_type_auc', 'heatmap_lesion_metrics']
+__all__ = ['FUNDUS_STATS', 'ACTIVATIONS', 'RULES', 'RULE_ACTIVATIONS', 'RULE_POOLS', 'STUDY_HEATMAPS', 'STUDY_NETS', 'STUDY_DATA',
+           'RMSPool', 'conv_lrelu', 'OOBody', 'oo_spec', 'MiningNet', 'swap_activations', 'mining_model',
+           'regression_probs', 'BackwardRule', 'get_rule', 'layer_slope', 'activation_backward', 'pool_backward',
+           'RuleState', 'backward_rule', 'clear_backward_rules', 'rule_gradient', 'mining_sensitivity',
+           'mining_heatmap', 'heatmap_l1', 'HeatmapSparsity', 'GroupedConv', 'fast_double_backward', 'mining_splitter',
+           'mining_learner', 'fit_mining', 'mining_data', 'grade_probs', 'smooth_heatmaps', 'detect_lesions',
+           'lesion_froc_curves', 'lesion_type_auc', 'heatmap_lesion_metrics', 'study_runs', 'study_table',
+           'study_targets', 'rule_table', 'study_bars']
 
 # %% ../../nbs/13_models.mining.ipynb #c125ed72
 class RMSPool(nn.Module):
@@ -553,6 +556,94 @@ def heatmap_lesion_metrics(heatmaps, gt, # as in `lesion_froc_curves`
     res = {f'froc_{k}': froc_score(c) for k, c in curves.items()}
     res.update({f'auc_{k}': v for k, v in lesion_type_auc(heatmaps, gt, types, top, radius, sigma).items()})
     return res
+
+# %% ../../nbs/13_models.mining.ipynb #2355a89a
+STUDY_HEATMAPS = ['mining_rms', 'mining preset', 'saliency', 'IG', 'gradcam', 'lesion maps']
+"The heatmaps of the mining study (`nbs/results/mining_heatmaps/config.yaml`), in the order shown."
+STUDY_NETS = ['lam 0', 'lam 1e-4', 'lam 1e-3', 'control relu6 lam 0', 'oracle G']
+"Its nets, in the order shown."
+STUDY_DATA = ['replica', 'idrid_boxes']
+"Its datasets, in the order shown (any other after them)."
+
+def _datas(hm): return sorted(set(hm.data), key=lambda d: (STUDY_DATA.index(d) if d in STUDY_DATA else len(STUDY_DATA), d))
+
+def study_runs(path, # the study's results CSV (`heatmaps_runner.csv`)
+              )->pd.DataFrame:
+    "The finished runs of the mining study: `data`, `net`, `heatmap` from the arm, and `grade_auc` (referable, or the weak label's)."
+    hm = split_arms(path)
+    hm['grade_auc'] = hm.trained_referable_auc.fillna(hm.trained_weak_label_auc)
+    return hm
+
+def study_table(hm:pd.DataFrame, # from `study_runs`
+                metric:str='froc_score', # a heatmap measure of `evaluate_heatmaps`
+               )->pd.DataFrame:
+    "Nets by heatmap (mean ± std over seeds), each net's grading AUC, and the two floors below each dataset's nets."
+    t = seed_table(hm, metric, index=['data', 'net'], order=STUDY_HEATMAPS)
+    graders = hm[~hm.net.str.startswith('oracle')]                     # the oracle is a segmenter: it has no grader of its own
+    t['net: grading AUC'] = graders.drop_duplicates(['data', 'net', 'seed']).groupby(['data', 'net']).grade_auc.agg(mean_std)
+    t = pd.concat([t, floor_rows(hm, metric)])
+    rows = [(d, n) for d in _datas(hm) for n in STUDY_NETS + list(FLOORS.values()) if (d, n) in t.index]
+    return t.reindex(rows).fillna('')
+
+def study_targets(hm:pd.DataFrame, # from `study_runs`
+                  metric:str='froc_score', # the measure the targets are judged on
+                 )->pd.DataFrame:
+    "The study's two targets per dataset, paired by seed, each marked met (beyond the seed spread, 3 seeds) or not."
+    rows = []
+    for d in _datas(hm):
+        g = hm[hm.data == d]
+        own = g[(g.heatmap == 'mining_rms') & g.net.str.startswith('lam ')]
+        gain = paired_differences(own, 'lam 0', metric, arm='net', keys=())
+        cost = paired_differences(own, 'lam 0', 'grade_auc', arm='net', keys=()).set_index('net')
+        for _, f in gain.iterrows():
+            a = cost.loc[f.net]
+            rows.append(dict(data=d, target=f"heatmap training ({f.net}) raises the {metric} of its own heatmap, grading AUC at most 0.01 lower",
+                             evidence=f"{metric} {f.cell}; grading AUC {a.cell}", met=beyond_spread(f, min_pairs=3) and a['mean'] >= -0.01))
+        for net, gn in g[g.net.str.startswith('lam ')].groupby('net', sort=False):
+            ps = [paired_differences(gn[gn.heatmap.isin(['mining_rms', o])], o, metric, arm='heatmap', keys=()) for o in ('saliency', 'IG', 'gradcam')]
+            ps = [p.iloc[0] for p in ps if not p.empty]
+            rows.append(dict(data=d, target=f"{net}: the mining heatmap beats Saliency, IG and Grad-CAM on the same nets",
+                             evidence='; '.join(f"minus {p.reference} {p.cell}" for p in ps), met=len(ps) == 3 and all(beyond_spread(p, min_pairs=3) for p in ps)))
+    return pd.DataFrame(rows)
+
+def rule_table(hm:pd.DataFrame, # from `study_runs`
+               metric:str='froc_score', # the measure compared
+              )->pd.DataFrame:
+    "The training rule's heatmap (`mining_rms`) minus drnb's `mining` preset and minus the plain gradient, paired by seed, per net."
+    rows = []
+    for (d, net), g in hm[hm.heatmap.isin(['mining_rms', 'mining preset', 'saliency'])].groupby(['data', 'net'], sort=False):
+        for ref in ('mining preset', 'saliency'):
+            p = paired_differences(g, ref, metric, arm='heatmap', keys=())
+            if p.empty or not (p.heatmap == 'mining_rms').any(): continue
+            p = p[p.heatmap == 'mining_rms'].iloc[0]
+            rows.append({'data': d, 'net': net, 'comparison': f'mining_rms minus {ref}', metric: p.cell, 'beyond': beyond_spread(p, min_pairs=3)})
+    return pd.DataFrame(rows)
+
+def study_bars(hm:pd.DataFrame, # from `study_runs`
+               metric:str='froc_score', # the measure shown
+              ):
+    "Per dataset: `metric` of each heatmap on each net (bars: mean; dots: seeds), the in-eye random and centre floors as lines."
+    import matplotlib.pyplot as plt
+    datas = _datas(hm)
+    fig, axs = plt.subplots(1, len(datas), figsize=(6.5*len(datas), 3.8), squeeze=False)
+    cols = dict(zip(STUDY_HEATMAPS, plt.cm.tab10.colors)); w = 0.8/len(STUDY_HEATMAPS)
+    for ax, d in zip(axs[0], datas):
+        g = hm[hm.data == d]; nets = [n for n in STUDY_NETS if n in set(g.net)]
+        for j, h in enumerate(STUDY_HEATMAPS):
+            for i, n in enumerate(nets):
+                v = g[(g.net == n) & (g.heatmap == h)][metric]
+                if v.empty: continue
+                x = i + (j - (len(STUDY_HEATMAPS) - 1)/2)*w
+                ax.bar(x, v.mean(), w, color=cols[h], label=h if h not in ax.get_legend_handles_labels()[1] else None)
+                ax.plot([x]*len(v), v, 'k.', ms=3)
+        one = g.drop_duplicates('seed')
+        ax.axhline(one[f'{metric}_random'].mean(), color='grey', ls='--', lw=1, label='floor: random in eye')
+        ax.axhline(one[f'{metric}_centre'].mean(), color='grey', ls=':', lw=1, label='floor: centre prior')
+        ax.set_xticks(range(len(nets)), [n.replace('control relu6 lam 0', 'ReLU6, lam 0') for n in nets], fontsize=8)
+        ax.set_title(f'{d}: {metric} (bars: mean of the seeds; dots: seeds)', fontsize=9); ax.set_ylabel(metric)
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
 
 # %% ../../nbs/13_models.mining.ipynb #73eab515
 from ..methods import Method, Param, register_method
