@@ -12,7 +12,7 @@ from .metrics import quadratic_kappa, model_grades, referable_auc, MetricWarning
 # %% auto #0
 __all__ = ['FLOORS', 'METRIC_FNS', 'leaderboard', 'mean_std', 'mean_std_cell', 'table_markdown', 'leaderboard_markdown',
            'plot_leaderboard', 'compare_methods', 'paired_differences', 'plot_seeds', 'split_arms', 'seed_table',
-           'floor_rows', 'beyond_spread', 'run_predictions', 'bootstrap_intervals', 'interval_cell',
+           'floor_rows', 'beyond_spread', 'paired_row', 'run_predictions', 'bootstrap_intervals', 'interval_cell',
            'interval_leaderboard']
 
 # %% ../nbs/08_report.ipynb #16634575
@@ -184,6 +184,16 @@ def beyond_spread(diff:pd.Series|dict, # a row of `paired_differences` (mean, st
     m, s, n, up = diff['mean'], diff['std'], int(diff['pairs']), int(diff['up'])
     if n < max(2, min_pairs) or np.isnan(s): return False
     return (up == n and m - s > 0) if higher else (up == 0 and -m - s > 0)
+
+def paired_row(df:pd.DataFrame, # runs of a study (e.g. from `split_arms`), one per arm and seed
+               arm:str, # the arm compared
+               reference:str, # the arm it is compared with
+               metric:str, # the metric compared
+               column:str='net', # the column naming the arms
+              )->pd.Series|None:
+    "`arm` minus `reference` on `metric`, paired by seed (a row of `paired_differences`), or None where either is missing."
+    p = paired_differences(df[df[column].isin([arm, reference])], reference, metric, arm=column, keys=())
+    return None if p.empty or not (p[column] == arm).any() else p[p[column] == arm].iloc[0]
 
 # %% ../nbs/08_report.ipynb #8a2c8882
 METRIC_FNS = dict(kappa=lambda y, p: quadratic_kappa(y, model_grades(p)), referable_auc=referable_auc, weak_label_auc=referable_auc)

@@ -12,12 +12,13 @@ from .core import GRADES, LESION_TYPES, MASK_TYPES, LESION_NAMES, RECORD_COLUMNS
 
 # %% auto #0
 __all__ = ['EYEPACS_FREQS', 'NUISANCES', 'CAMERAS', 'MACULA_UV', 'DISC_UV', 'QUADRANTS', 'ABSORB', 'GAIN', 'LESION_COLOURS',
-           'LESION_COLOUR_NAMES', 'SYNTH_EXTRA_COLUMNS', 'LAYOUTS', 'IDRID_SETS', 'IDRID_MASK_DIRS', 'IDRID_LABEL_CSV',
-           'YOLO_CLASSES', 'YOLO_CLASS_OF', 'SYNTH_VERSION', 'BENCH_FREQS', 'SYNTH_PRESETS', 'SynthConfig', 'EyeFrame',
-           'vessel_tree', 'quadrant_of', 'icdr_grade', 'plan_lesions', 'lesion_summary', 'dme_risk', 'scale_lesions',
-           'mask_boxes', 'draw_nuisances', 'SynthFundus', 'synth_fundus', 'lesion_overlay', 'lesion_contrast',
-           'downsample', 'isolated_lesions', 'split_sizes', 'split_indices', 'synth_images', 'make_synthetic',
-           'read_synthetic', 'write_layout', 'synthetic_dataset', 'bench_dataset']
+           'LESION_COLOUR_NAMES', 'QUALITY_NUISANCES', 'SYNTH_EXTRA_COLUMNS', 'LAYOUTS', 'IDRID_SETS',
+           'IDRID_MASK_DIRS', 'IDRID_LABEL_CSV', 'YOLO_CLASSES', 'YOLO_CLASS_OF', 'SYNTH_VERSION', 'BENCH_FREQS',
+           'SYNTH_PRESETS', 'SynthConfig', 'EyeFrame', 'vessel_tree', 'quadrant_of', 'icdr_grade', 'plan_lesions',
+           'lesion_summary', 'dme_risk', 'scale_lesions', 'mask_boxes', 'draw_nuisances', 'SynthFundus', 'synth_fundus',
+           'lesion_overlay', 'lesion_contrast', 'downsample', 'isolated_lesions', 'degrade', 'split_sizes',
+           'split_indices', 'synth_images', 'make_synthetic', 'read_synthetic', 'write_layout', 'synthetic_dataset',
+           'bench_dataset']
 
 # %% ../nbs/01_synth.ipynb #9111db47
 EYEPACS_FREQS = (0.73, 0.07, 0.15, 0.025, 0.025)
@@ -604,6 +605,32 @@ def isolated_lesions(f:SynthFundus, # a synthetic fundus drawn without nuisances
         if (any_mask & ~own)[y0:y1, x0:x1].any() or win.min() < 0.85*np.median(win): continue
         out.append(b)
     return out
+
+# %% ../nbs/01_synth.ipynb #bc423be0
+QUALITY_NUISANCES = ('blur', 'exposure', 'uneven', 'jpeg')
+"The nuisances `degrade` applies: image quality, not framing (rotation) or gradability."
+
+def _stronger(n:dict, s:float)->dict:
+    "The nuisance parameters `n` scaled by strength `s` (1: unchanged)."
+    n = dict(n)
+    if 'blur' in n: n['blur'] *= s
+    if 'exposure' in n: n['exposure'] **= s
+    if 'uneven' in n: n['uneven'] = (min(n['uneven'][0]*s, 0.95), n['uneven'][1])
+    if 'jpeg' in n: n['jpeg'] = int(np.clip(round(n['jpeg']/s), 1, 100))
+    return n
+
+def degrade(image:np.ndarray, # RGB uint8 (S, S, 3): a square view, synthetic or real
+            nuisance:str, # one of `QUALITY_NUISANCES`
+            seed:int=0, # the draw: the same seed gives the same degradation
+            strength:float=1., # 1: the generator's own range; above 1 stronger
+           )->np.ndarray:
+    "`image` with one of the generator's nuisances, its parameters drawn by `draw_nuisances` from a stream seeded by `seed`."
+    if nuisance not in QUALITY_NUISANCES: raise ValueError(f"degrade: unknown nuisance {nuisance!r}; known: {QUALITY_NUISANCES}")
+    if image.ndim != 3 or image.shape[0] != image.shape[1] or image.shape[2] != 3: raise ValueError(f"degrade: a square RGB view (S, S, 3), not {image.shape}")
+    if not strength > 0: raise ValueError(f"degrade: strength must be positive, got {strength!r}")
+    only = SynthConfig(**{f'p_{k}': float(k == nuisance) for k in ('rotation', 'blur', 'exposure', 'uneven', 'jpeg', 'ungradable')})
+    n = _stronger(draw_nuisances(np.random.default_rng([int(seed), NUISANCES.index(nuisance)]), only), strength)
+    return _apply_nuisances(image.astype(np.float32)/255, EyeFrame(image.shape[0]), None, n)
 
 # %% ../nbs/01_synth.ipynb #e8d20d12
 SYNTH_EXTRA_COLUMNS = ('true_grade', 'gradable', 'label_noise', 'camera', 'nuisances', 'dme_risk', 'idx')

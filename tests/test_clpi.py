@@ -5,7 +5,8 @@ from drnb.core import LESION_TYPES
 from drnb.data.block import patch_labels as patch_grid, box_fraction as box_cover
 from drnb.models.clpi import (clpi_tensors, LesionNet, ClpiModel, lesion_attention, patch_loss,
                               NegativeLearningLoss, ClpiCallback, LesionPretrain, clpi_learner, fit_clpi, tensor_dls,
-                              unlabel_patches, grade_probs, patch_probs, patch_auc, clpi_data)
+                              unlabel_patches, grade_probs, patch_probs, patch_auc, clpi_data, NLNLLoss, NlnlSchedule,
+                              nlnl_phase, selective_mask, known_patches, grade_loss)
 
 torch.set_num_threads(1)
 
@@ -34,7 +35,7 @@ def test_shapes(size, grid, grade_size):
     assert m.cam(x).shape == (2, 5, h, h) and m.fused(x).shape[-1] == h
 
 def test_paper_lesion_net():
-    "1024 px -> 16x16 with nine conv-BN-Mish blocks, six of them 2x2 stride 2 (the official code's layout)."
+    "drnb's layout at the paper's size: 1024 px -> 16x16 with nine conv-BN-Mish blocks, six of them 2x2 stride 2."
     ln = LesionNet(1024, 16, 4)
     assert sum(isinstance(m, torch.nn.Mish) for m in ln.modules()) == 9
     assert sum(isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2) for m in ln.modules()) == 6
@@ -235,3 +236,145 @@ def test_tensor_dls_flip_keeps_image_and_grid_together():
         xb, _, pb = dls.train.one_batch()
         bright = (xb[:, 0] > 0).float().unflatten(-1, (4, 4)).unflatten(-3, (4, 4)).mean((-1, -3)) > 0.5
         assert torch.equal(bright, pb == 1)
+
+
+# --- issue 22: detach paths, the official lesion net, NLNL phases, patch_frac, degrade ---------------------------
+def _path_grads(detach):
+    "Gradient of the grade loss reaching the lesion net through (attention, fusion): each path measured with the other cut by hand."
+    torch.manual_seed(0)
+    m = ClpiModel('resnet18', 64, grid=4, detach=detach); x = torch.randn(2, 3, 64, 64)
+    q = m.lesion_net(x).detach().requires_grad_()       # the lesion maps, as a leaf: which paths reach it?
+    F.cross_entropy(m.fc(m.fused(x, q).mean((-2, -1))), torch.tensor([0, 3])).backward()
+    att = q.grad is not None and q.grad.abs().sum() > 0
+    m.zero_grad(); q.grad = None
+    z, _ = m(x); F.cross_entropy(z, torch.tensor([0, 3])).backward()
+    return att, sum(p.grad.abs().sum() for p in m.lesion_net.parameters() if p.grad is not None) > 0
+
+@pytest.mark.parametrize('detach,reaches', [('none', True), ('attention', True), ('both', False), (True, False), (False, True)])
+def test_detach_settings_reach_lesion_net(detach, reaches):
+    assert _path_grads(detach) == (reaches, reaches)
+
+def test_detach_attention_cuts_attention_path_only():
+    "'attention' (the official code) = the gradient through the fusion input 1-P0 alone; 'none' = attention path + fusion path; 'both' = none."
+    from drnb.models.clpi import fuse_size
+    torch.manual_seed(0)
+    m = ClpiModel('resnet18', 64, grid=4).eval(); x = torch.randn(2, 3, 64, 64); y = torch.tensor([0, 3])
+    q0 = m.lesion_net(x).detach()
+    def grad(f):
+        q = q0.clone().requires_grad_(); loss = F.cross_entropy(f(q), y)
+        return torch.autograd.grad(loss, q, allow_unused=True)[0] if loss.requires_grad else None
+    def by_hand(att, fus):      # the fused path with each input detached or not, written out
+        def f(q):
+            p = q.softmax(1); pa, pf = (p if att else p.detach()), (p if fus else p.detach())
+            h = m.grader(lesion_attention(x, pa, m.grade_size))
+            return m.fc(m.fuse(torch.cat([h, fuse_size(1 - pf[:, :1], h.shape[-2:])], 1)).mean((-2, -1)))
+        return f
+    g_att, g_fus = grad(by_hand(True, False)), grad(by_hand(False, True))
+    assert g_att.abs().sum() > 0 and g_fus.abs().sum() > 0
+    def model_grad(mode):
+        m.detach = mode
+        return grad(lambda q: m.fc(m.fused(x, q).mean((-2, -1))))
+    assert torch.allclose(model_grad('attention'), g_fus, atol=1e-6)
+    assert torch.allclose(model_grad('none'), g_att + g_fus, atol=1e-5)
+    g_both = model_grad('both')
+    assert g_both is None or g_both.abs().sum() == 0
+    with pytest.raises(ValueError, match='attention'): ClpiModel('resnet18', 64, detach='fusion')
+
+def test_official_lesion_net_layout_and_receptive_field():
+    lo = LesionNet(1024, 16, 4, width=32, max_width=1024, design='official')
+    convs = [m for m in lo.body.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size[0], c.stride[0], c.out_channels) for c in convs] == \
+        [(5, 1, 32), (2, 2, 32), (2, 2, 64), (2, 2, 128), (2, 2, 256), (2, 2, 512), (2, 2, 1024), (1, 1, 1024), (1, 1, 1024)]
+    def moved(net, cell=(1, 2), size=64, grid=4):
+        torch.manual_seed(0); net.eval()
+        x = torch.randn(1, 3, size, size); y = x.clone(); s = size // grid; r, c = cell
+        y[..., r*s+3:(r+1)*s-3, c*s+3:(c+1)*s-3] += 1          # inside the patch, beyond the stem's 2-pixel reach
+        with torch.no_grad(): return (net(x) - net(y)).abs().amax(1)[0] > 1e-6
+    for cell in [(0, 0), (1, 2), (3, 3)]: assert moved(LesionNet(64, 4, design='official'), cell).nonzero().tolist() == [list(cell)]
+    assert moved(LesionNet(64, 4, design='drnb')).sum() > 1      # drnb's 3x3 blocks mix neighbouring cells
+    m = ClpiModel('resnet18', 64, lesion_design='official')
+    assert m(torch.randn(1, 3, 64, 64))[1].shape == (1, 5, 16, 16)
+
+def test_patch_grid_by_hand_tiny_image():
+    "A 4x4 image, 2x2 grid: each cell is a 2x2 block; the label is the type covering most of it (thr 0: any pixel)."
+    from drnb.data.block import patch_labels
+    ma = np.zeros((4, 4), bool); ex = np.zeros((4, 4), bool)
+    ma[0, 3] = True; ex[2:4, 0:2] = True; ex[3, 3] = True; ma[2:4, 2:4] = True
+    assert np.array_equal(patch_labels({'MA': ma, 'EX': ex}, 2), np.array([[0, 1], [3, 1]]))
+    assert np.array_equal(patch_labels({'MA': ma, 'EX': ex}, 2, thr=0.5), np.array([[0, 0], [3, 1]]))
+
+def test_selective_masks_on_hand_made_logits():
+    z = torch.tensor([[3., 0, 0, 0, 0], [0., 0, 0, 0, 0], [1., 0, 0, 0, 0], [0., 0, 4, 0, 0]])
+    y = torch.zeros(4, dtype=torch.long)          # p_y: 0.83, 0.20, 0.40, 0.02
+    assert selective_mask(z, y, 1/5).tolist() == [True, False, True, False]
+    assert selective_mask(z, y, 0.5).tolist() == [True, False, False, False]
+    assert torch.allclose(NLNLLoss('selpl')(z, y), F.cross_entropy(z[:1], y[:1]))
+    torch.manual_seed(0); a = NLNLLoss('selnl')(z, y)
+    torch.manual_seed(0); b = NegativeLearningLoss()(z[[0, 2]], y[[0, 2]])
+    assert torch.allclose(a, b)
+    zz = z.clone().requires_grad_(); l = NLNLLoss('selpl')(zz[1:2], y[1:2])
+    assert l.item() == 0 and l.requires_grad
+    assert isinstance(grade_loss('nlnl'), NLNLLoss) and not isinstance(grade_loss('nl'), NLNLLoss)
+
+def test_nlnl_phase_boundaries():
+    assert [nlnl_phase(p) for p in (0, 0.49, 0.5, 0.74, 0.75, 0.99)] == ['nl', 'nl', 'selnl', 'selnl', 'selpl', 'selpl']
+    assert nlnl_phase(0.2, (0, 0, 1)) == 'selpl' and nlnl_phase(0.99, (1, 0, 0)) == 'nl' and nlnl_phase(0.5, (2, 1, 1)) == 'selnl'
+
+class _Phases(Callback):
+    order = 0
+    def before_fit(self): self.seen = []
+    def after_loss(self):
+        if self.training: self.seen.append((round(self.pct_train, 3), self.learn.loss_func.phase))
+
+def test_nlnl_phases_switch_on_schedule_in_a_fit():
+    learn = _learn(loss='nlnl')                     # 4 training images, batches of 2: 2 steps per epoch
+    assert any(isinstance(c, NlnlSchedule) for c in learn.cbs)
+    rec = _Phases()
+    with learn.no_bar(), learn.no_logging(): learn.fit(2, 1e-3, cbs=rec)
+    assert rec.seen == [(0.0, 'nl'), (0.25, 'nl'), (0.5, 'selnl'), (0.75, 'selpl')]
+    assert learn.loss_func.phase == 'nl'          # given back after the fit
+    assert np.isfinite(learn.recorder.values[-1][0])
+
+def test_known_patches_blank_unlabelled_images():
+    g = torch.arange(3*2*2).view(3, 2, 2)
+    k = torch.tensor([[True, False, False, False], [False] * 4, [False, False, False, True]])
+    out = known_patches(g, k)
+    assert torch.equal(out[[0, 2]], g[[0, 2]]) and (out[1] == -1).all()
+    learn = _learn(lam=1.)
+    x, y, p = learn.dls.valid.one_batch()
+    learn.model.eval()
+    with torch.no_grad():
+        z, q = learn.model(x)
+        learn.pred, learn.yb = (z, q), (y, p, torch.tensor([[True] * 4, [False] * 4]))
+        learn.clpi.after_pred(); learn.loss_grad = learn.loss_func(learn.pred, *learn.yb); learn.clpi.after_loss()
+    assert torch.allclose(learn.clpi.patch, F.cross_entropy(q[:1], p[:1]))
+    d = clpi_data(128, patch_frac=0.3)
+    assert d['targets'] == ('grade', 'patches', 'known') and d['mask_fraction'] == 0.3
+    from drnb.methods import get_method
+    assert get_method('clpi').data_kwargs(64, patch_frac=0.5)['mask_fraction'] == 0.5
+
+def test_patch_frac_through_the_data_path():
+    "patch_frac reaches fundus_dataloaders: a seeded share of the training images keeps its patch labels."
+    from drnb.synth import synthetic_dataset
+    from drnb.methods import get_method
+    from drnb.data.block import masked_indices
+    df = synthetic_dataset('tiny', verbose=False)
+    df = df[df.split != 'test']
+    M = get_method('clpi')
+    dls = M.dataloaders(df, 64, 'resnet18', bs=4, seed=0, device='cpu', num_workers=0, patch_frac=0.5, grid=4)
+    known = masked_indices(dls.train_ds)
+    assert 0 < len(known) < len(dls.train_ds)
+    b = dls.train.one_batch()
+    assert len(b) == 4 and b[3].shape[0] == 4
+
+def test_degrade_changes_and_is_deterministic():
+    from drnb.synth import synth_fundus, degrade, QUALITY_NUISANCES
+    img = synth_fundus(5, 1, size=256, grade=2, nuisances=False).image   # at 96 px the generator's blur (0.15-0.5% of the FOV) can round away
+    for n in QUALITY_NUISANCES:
+        d = degrade(img, n, seed=3)
+        assert d.shape == img.shape and d.dtype == np.uint8
+        assert not np.array_equal(d, img), n
+        assert np.array_equal(d, degrade(img, n, seed=3)), n
+    assert not np.array_equal(degrade(img, 'exposure', seed=1), degrade(img, 'exposure', seed=2))
+    with pytest.raises(ValueError): degrade(img, 'rotation')
+    with pytest.raises(ValueError): degrade(img[:, :200], 'blur')

@@ -277,3 +277,104 @@ def test_learned_attention_starts_at_the_maps():
     assert grader.w[0].weight.grad.abs().sum() > 0
     _, a_plain = LesionAttentiveGrader('resnet18', prior=False)(torch.randn(2, 3, 64, 64), m)
     assert not torch.allclose(a_plain, F.adaptive_max_pool2d(m, a_plain.shape[-2:]), atol=0.05)
+
+# ---------------------------------------------------------------- issue 23: the control arm, pseudo-mask rules, options
+
+class _StepSpy(Callback):
+    "At every optimiser step: the step, which networks may train, the grader group's lr and momentum, and a checksum of the batch."
+    order = 99
+    def __init__(self): self.rows = []
+    def before_step(self):
+        nets = self.learn.model.networks()
+        self.rows.append(dict(step=self.learn.model.step, iter=self.train_iter, grad={n for n, m in nets.items() if any(p.requires_grad for p in m.parameters())},
+                              lr=self.opt.hypers[1]['lr'], mom=self.opt.hypers[1]['mom'], x=float(self.xb[0].double().sum())))
+
+@pytest.mark.parametrize('phase,trains', [('seg', {'seg'}), ('grade', {'grade'}), ('collab', {'seg', 'disc', 'grade'}), ('control', {'grade'})])
+def test_which_parameters_each_phase_trains(phase, trains):
+    "At every step taken only that step's network has requires_grad; the control takes grader steps only, and only the grader changes."
+    learn = _learner(n=16)
+    _fit(learn, CollabPhase('collab', schedule=('seg', 'disc', 'grade')))      # Adam state everywhere first
+    before, spy = _snapshot(learn), _StepSpy()
+    cb = dict(seg=SegPretrain(), grade=GraderTrain(), collab=CollabFinetune(n_grade=1), control=GraderControl())[phase]
+    learn.fit(1, lr=np.array([1e-2, 1e-2, 1e-2]), cbs=[cb, spy, ValidateAtEnd()])
+    assert {r['step'] for r in spy.rows} == trains and all(r['grad'] == {r['step']} for r in spy.rows), spy.rows
+    changed = _changed(before, _snapshot(learn))
+    assert {n for n, c in changed.items() if c} == trains, changed
+    assert all(p.requires_grad for p in learn.model.parameters())              # given back
+
+def test_control_trains_the_grader_as_the_collab_phase_does():
+    "fit_collab: the control's grader steps fall on the same iterations, with the same batches, lr and Adam beta1 as (c)'s."
+    spies = {}
+    for ph in ('collab', 'control'):
+        learn, spies[ph] = _learner(n=16), _StepSpy()
+        seed_everything(1)
+        fit_collab(learn, 1, 1e-2, phases=(ph,), adversarial=False, n_grade=1, epochs_per_phase=dict(collab=2), cbs=[spies[ph]])
+    c, k = ([r for r in spies[p].rows if r['step'] == 'grade'] for p in ('collab', 'control'))
+    assert len(c) == len(k) == 4 and c == k                                   # 2 epochs x 4 batches, (seg, grade) in turn
+    assert all(r['mom'] == 0.5 for r in k) and max(r['lr'] for r in k) > 0
+    assert {r['step'] for r in spies['control'].rows} == {'grade'}
+    with pytest.raises(ValueError, match='n_grade'): fit_collab(_learner(), 1, phases=('control',), n_grade=0)
+
+def test_control_equals_collab_when_G_cannot_move():
+    "With G's learning rate 0 and its batch-norm statistics held, (c) and the control leave bit-identical graders."
+    out = []
+    for cb in (CollabFinetune(adversarial=False, n_grade=1), GraderControl(adversarial=False)):
+        learn = _learner(n=16)
+        for mod in learn.model.seg.modules():
+            if isinstance(mod, nn.BatchNorm2d): mod.momentum = 0.
+        seed_everything(2)
+        learn.fit_one_cycle(1, np.array([0., 1e-2, 0.]), moms=(0.5, 0.5, 0.5), cbs=[cb, ValidateAtEnd()])
+        out.append(_snapshot(learn))
+    assert not any(_changed(out[0], out[1]).values())
+
+def test_pseudo_mask_rules():
+    "'subset' stays inside {m >= tau}; 'add' and 'attention' can add pixels there where the attention is high."
+    g = torch.Generator().manual_seed(0)
+    attn, maps = torch.rand(2, 4, 16, 16, generator=g), torch.rand(2, 4, 16, 16, generator=g)
+    inside = maps >= 0.5
+    sub, add, att = (pseudo_masks(attn, maps, 0.5, m).bool() for m in ('subset', 'add', 'attention'))
+    assert not (sub & ~inside).any() and (add & ~inside).any() and (att & ~inside).any()
+    assert (sub <= add).all()                                                 # 'add' keeps what 'subset' keeps
+    assert torch.equal(att, attn >= 0.5)
+    one = pseudo_masks(torch.tensor([[[[0.9]]]]), torch.tensor([[[[0.4]]]]), None, 'add')
+    assert torch.allclose(one, torch.tensor(0.72))                            # 2 * 0.9 * 0.4
+    with pytest.raises(ValueError, match='mode'): pseudo_masks(attn, maps, 0.5, 'union')
+
+def _toy(n, masked, seed):
+    "Bright squares on a dark noisy background, the same lesions in every channel: G can learn them in seconds."
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.zeros(n, 4, SIZE, SIZE)
+    for i in range(n):
+        for _ in range(3):
+            r, c = torch.randint(4, SIZE - 12, (2,), generator=g).tolist(); masks[i, :, r:r+8, c:c+8] = 1
+    x = 0.15*torch.rand(n, 3, SIZE, SIZE, generator=g) + 0.7*masks[:, :1]
+    known = torch.zeros(n, dtype=torch.bool); known[list(masked)] = True
+    return CollabDataset(x, torch.arange(n) % 5, masks, known)
+
+def test_pseudo_mask_phase_does_not_lower_its_own_aupr():
+    "On a toy with known masks, G after (c) (pseudo-masks, no D) scores at least its masks-only AUPR, to a wide margin."
+    from fastai.data.core import DataLoaders
+    seed_everything(0)
+    dls = DataLoaders.from_dsets(_toy(16, range(4), 0), _toy(8, range(8), 1), bs=4, device='cpu', drop_last=(True, False))
+    learn = collab_learner(dls, 'collab_test_tiny', seg_widths=(8, 16), disc_widths=(8, 16), pos_weight=1.)
+    fit_collab(learn, 1, 1e-2, phases=('seg', 'grade'), epochs_per_phase=dict(seg=12, grade=1))
+    aupr = lambda: np.mean([v for k, v in collab_metrics(learn).items() if k.startswith('aupr_')])
+    before = aupr()
+    fit_collab(learn, 1, 1e-2, phases=('collab',), adversarial=False, epochs_per_phase=dict(collab=2))
+    after = aupr()
+    assert before > 0.5, before                                               # G has learnt the toy (chance: about 0.05)
+    assert after >= before - 0.1, (before, after)
+
+def test_grader_and_discriminator_options():
+    "A deeper trunk and a pooled f_high gate keep the shapes; disc_real='maps' shows D G's soft maps as the real pairs."
+    g = LesionAttentiveGrader('collab_test_tiny', trunk_layers=3, gate='global')
+    logits, a = g(torch.randn(2, 3, SIZE, SIZE), torch.rand(2, 4, SIZE, SIZE))
+    assert logits.shape == (2, 5) and a.shape == (2, 4, SIZE//8, SIZE//8) and len(g.trunk) == 5
+    with pytest.raises(ValueError, match='gate'): LesionAttentiveGrader('collab_test_tiny', gate='vector')
+    learn = _learner(disc_real='maps', pseudo_mode='add')
+    assert learn.loss_func.pseudo_mode == 'add'
+    seen = []
+    h = learn.model.disc.register_forward_hook(lambda mod, inp, out: seen.append(inp[1].detach().clone()))
+    _fit(learn, CollabPhase('collab', schedule=('disc',)))
+    h.remove()
+    assert all(0 < s.min() and s.max() < 1 for s in seen[:2])                 # soft maps on both sides

@@ -19,10 +19,11 @@ from .backbones import create_backbone
 from ..interpret.attribution import register_attribution
 
 # %% auto #0
-__all__ = ['conv_bn_mish', 'LesionNet', 'lesion_attention', 'fuse_size', 'ClpiModel', 'patch_loss', 'NegativeLearningLoss',
-           'grade_loss', 'ClpiCallback', 'LesionPretrain', 'clpi_learner', 'fit_clpi', 'clpi_data', 'clpi_tensors',
-           'unlabel_patches', 'TensorBatches', 'tensor_dls', 'grade_probs', 'patch_probs', 'patch_auc', 'clpi_lesions',
-           'clpi_cam']
+__all__ = ['LESION_DESIGNS', 'DETACH', 'NLNL_PHASES', 'conv_bn_mish', 'LesionNet', 'lesion_attention', 'fuse_size', 'ClpiModel',
+           'patch_loss', 'NegativeLearningLoss', 'selective_mask', 'NLNLLoss', 'grade_loss', 'known_patches',
+           'ClpiCallback', 'nlnl_phase', 'NlnlSchedule', 'LesionPretrain', 'clpi_learner', 'fit_clpi', 'clpi_data',
+           'clpi_tensors', 'unlabel_patches', 'TensorBatches', 'tensor_dls', 'grade_probs', 'patch_probs', 'patch_auc',
+           'clpi_lesions', 'clpi_cam']
 
 # %% ../../nbs/11_models.clpi.ipynb #27696eba
 from ..data.block import box_fraction, patch_labels, record_tensors
@@ -32,8 +33,26 @@ def conv_bn_mish(ni:int, nf:int, ks:int=3, stride:int=1)->nn.Sequential:
     "Convolution, batch norm, Mish: the block of CLPI's lesion network."
     return nn.Sequential(nn.Conv2d(ni, nf, ks, stride, padding=(ks-1)//2 if stride == 1 else 0, bias=False), nn.BatchNorm2d(nf), nn.Mish())
 
+LESION_DESIGNS = ('drnb', 'official')
+"`LesionNet` layouts: 'drnb' (2x2 stride-2 blocks, then 3x3 blocks on the grid), 'official' (5x5 stride-1 stem, 2x2 stride-2 blocks, then 1x1 blocks)."
+
+def _lesion_blocks(size, grid, width, max_width, n_blocks, design)->tuple:
+    "(conv-BN-Mish blocks, channels out) of a `LesionNet` layout."
+    n_down = math.log2(size/grid)
+    if n_down != int(n_down) or n_down < 1: raise ValueError(f"LesionNet: size/grid = {size}/{grid} must be a power of 2 >= 2 (or pass arch=)")
+    if design not in LESION_DESIGNS: raise ValueError(f"LesionNet: design {design!r}: use one of {LESION_DESIGNS}")
+    n_down = int(n_down)
+    down = [min(width*2**i, max_width) for i in range(n_down)]
+    if design == 'drnb':
+        chans = [3] + down
+        layers = [conv_bn_mish(a, b, 2, 2) for a,b in zip(chans[:-1], chans[1:])]
+        return layers + [conv_bn_mish(chans[-1], chans[-1]) for _ in range(max(0, n_blocks - n_down))], chans[-1]
+    chans = [width] + down
+    layers = [conv_bn_mish(3, width, 5)] + [conv_bn_mish(a, b, 2, 2) for a,b in zip(chans[:-1], chans[1:])]
+    return layers + [conv_bn_mish(chans[-1], chans[-1], 1) for _ in range(max(0, n_blocks - 1 - n_down))], chans[-1]
+
 class LesionNet(nn.Module):
-    "Image (N,3,S,S) -> patch lesion logits (N, n_classes, grid, grid): stride-2 2x2 blocks down to the grid, 3x3 blocks there."
+    "Image (N,3,S,S) -> patch lesion logits (N, n_classes, grid, grid): conv-BN-Mish blocks in one of `LESION_DESIGNS`, or a backbone."
     def __init__(self, size:int=256, # input side in pixels
                  grid:int=16, # cells per side of the output
                  n_classes:int=len(LESION_TYPES)+1, # channel 0 = no lesion, then one per lesion type
@@ -41,21 +60,16 @@ class LesionNet(nn.Module):
                  max_width:int=256, # cap on the channels
                  n_blocks:int=9, # conv-BN-Mish blocks in all (the paper's nine)
                  arch:str|None=None, # a registered backbone instead of the conv stack (pooled to the grid)
+                 design:str='drnb', # 'drnb' or 'official' (see `LESION_DESIGNS`)
                 ):
         super().__init__()
-        store_attr('size,grid,n_classes,arch')
+        store_attr('size,grid,n_classes,arch,design')
         if arch is not None:
             self.body = create_backbone(arch)
             nf = self.body.channels
         else:
-            n_down = math.log2(size/grid)
-            if n_down != int(n_down) or n_down < 1: raise ValueError(f"LesionNet: size/grid = {size}/{grid} must be a power of 2 >= 2 (or pass arch=)")
-            n_down = int(n_down)
-            chans = [3] + [min(width*2**i, max_width) for i in range(n_down)]
-            layers = [conv_bn_mish(a, b, 2, 2) for a,b in zip(chans[:-1], chans[1:])]
-            layers += [conv_bn_mish(chans[-1], chans[-1]) for _ in range(max(0, n_blocks - n_down))]
+            layers, nf = _lesion_blocks(size, grid, width, max_width, n_blocks, design)
             self.body = nn.Sequential(*layers)
-            nf = chans[-1]
         self.head = nn.Conv2d(nf, n_classes, 1)
 
     def forward(self, x:Tensor)->Tensor:
@@ -81,6 +95,15 @@ def fuse_size(a:Tensor, # maps (N,C,h,w)
     return F.adaptive_avg_pool2d(a, hw) if a.shape[-1] >= hw[-1] else F.interpolate(a, size=hw, mode='nearest')
 
 # %% ../../nbs/11_models.clpi.ipynb #8606eac3
+DETACH = ('none', 'attention', 'both')
+"Where `ClpiModel` stops the grade loss's gradient at the lesion maps: nowhere, the attention input only (the official code), or both paths."
+
+def _detach_mode(d)->str:
+    if d is True: return 'both'
+    if d is False or d is None: return 'none'
+    if d not in DETACH: raise ValueError(f"detach {d!r}: use one of {DETACH} (or True/False)")
+    return d
+
 class ClpiModel(nn.Module):
     "CLPI: lesion net -> lesion attention -> grading net whose features are fused with the abnormal-lesion map (1 - P_0)."
     def __init__(self, arch:str='resnet18', # grading backbone (any registered name)
@@ -90,16 +113,18 @@ class ClpiModel(nn.Module):
                  types:tuple=LESION_TYPES, # lesion types, channel k = types[k-1]
                  n_out:int=len(GRADES), # grades
                  pretrained:bool=False, # ImageNet weights for the grading backbone
-                 detach:bool=False, # stop the grade loss's gradient at the lesion maps (the paper's inference code detaches)
+                 detach:str|bool='none', # where the grade gradient stops: 'none', 'attention' (the official code) or 'both' (see `DETACH`)
                  fuse_chans:int|None=None, # channels of the fused map (default: the backbone's)
                  lesion_arch:str|None=None, # a registered backbone for the lesion net instead of the conv stack
                  lesion_width:int=16, # channels of the lesion net's first block
+                 lesion_design:str='drnb', # the lesion net's layout, one of `LESION_DESIGNS`
                 ):
         super().__init__()
-        store_attr('arch,size,grid,types,n_out,detach')
+        store_attr('arch,size,grid,types,n_out')
+        self.detach = _detach_mode(detach)
         self.grade_size = ifnone(grade_size, size)
         k = len(types) + 1
-        self.lesion_net = LesionNet(size, grid, k, width=lesion_width, arch=lesion_arch)
+        self.lesion_net = LesionNet(size, grid, k, width=lesion_width, arch=lesion_arch, design=lesion_design)
         self.grader = create_backbone(arch, pretrained=pretrained, in_chans=3*k)
         nf = self.grader.channels; fc = ifnone(fuse_chans, nf)
         self.fuse = nn.Sequential(nn.Conv2d(nf + 1, fc, 1, bias=False), nn.BatchNorm2d(fc), nn.ReLU())
@@ -114,9 +139,10 @@ class ClpiModel(nn.Module):
         "The fused map (N, fuse_chans, h, w) that is pooled and classified (CAM comes from it)."
         if patch_logits is None: patch_logits = self.lesion_net(x)
         p = patch_logits.softmax(1)
-        if self.detach: p = p.detach()
-        f = self.grader(lesion_attention(x, p, self.grade_size))
-        return self.fuse(torch.cat([f, fuse_size(1 - p[:, :1], f.shape[-2:])], 1))
+        mode = _detach_mode(self.detach)
+        pa,pf = (p.detach() if mode != 'none' else p), (p.detach() if mode == 'both' else p)
+        f = self.grader(lesion_attention(x, pa, self.grade_size))
+        return self.fuse(torch.cat([f, fuse_size(1 - pf[:, :1], f.shape[-2:])], 1))
 
     def forward(self, x:Tensor)->tuple:
         "(grade logits (N, n_out), patch logits (N, K, grid, grid)): logits first, as `drnb.interpret.attribution` expects."
@@ -155,14 +181,49 @@ class NegativeLearningLoss(nn.Module):
     def activation(self, x): return F.softmax(x, dim=-1)
     def decodes(self, x): return x.argmax(dim=-1)
 
-def grade_loss(kind:str='ce', # 'ce' cross-entropy, 'nl' negative learning
+def selective_mask(logits:Tensor, # (N, C) grade logits
+                   target:Tensor, # (N,) given grades
+                   thr:float, # keep images whose probability of the given grade is above this
+                  )->Tensor:
+    "(N,) bool: the images whose softmax probability of their given label exceeds `thr` (no gradient)."
+    with torch.no_grad(): return logits.softmax(1).gather(1, target.long().view(-1, 1))[:, 0] > thr
+
+NLNL_PHASES = ('nl', 'selnl', 'selpl')
+"Kim et al.'s phases: negative learning, selective negative learning, selective positive learning."
+
+class NLNLLoss(NegativeLearningLoss):
+    "Kim et al.'s NLNL in its current `phase`: 'nl' on every image, 'selnl' where p_y > 1/C, 'selpl' (cross-entropy) where p_y > gamma."
+    def __init__(self, phase:str='nl', # one of `NLNL_PHASES` (`NlnlSchedule` sets it during a fit)
+                 gamma:float=0.5, # selective PL's threshold on p_y
+                 eps:float=1e-7, # floor inside the log
+                ): super().__init__(True, eps); store_attr('phase,gamma')
+    def forward(self, logits:Tensor, target:Tensor)->Tensor:
+        logits,target = logits.as_subclass(Tensor),target.as_subclass(Tensor).long().view(-1)
+        if self.phase not in NLNL_PHASES: raise ValueError(f"NLNLLoss: phase {self.phase!r}: use one of {NLNL_PHASES}")
+        if self.phase == 'nl': return super().forward(logits, target)
+        keep = selective_mask(logits, target, 1/logits.shape[1] if self.phase == 'selnl' else self.gamma)
+        if not keep.any(): return logits.sum() * 0.
+        if self.phase == 'selpl': return F.cross_entropy(logits[keep], target[keep])
+        return super().forward(logits[keep], target[keep])
+
+def grade_loss(kind:str='ce', # 'ce' cross-entropy, 'nl' negative learning alone, 'nlnl' Kim et al.'s phases
               ):
-    "The grade loss by name: `CrossEntropyLossFlat()` or `NegativeLearningLoss()`."
+    "The grade loss by name: `CrossEntropyLossFlat()`, `NegativeLearningLoss()` or `NLNLLoss()`."
     if kind == 'ce': return CrossEntropyLossFlat()
     if kind == 'nl': return NegativeLearningLoss()
-    raise ValueError(f"grade loss {kind!r}: use 'ce' (cross-entropy) or 'nl' (negative learning)")
+    if kind == 'nlnl': return NLNLLoss()
+    raise ValueError(f"grade loss {kind!r}: use 'ce' (cross-entropy), 'nl' (negative learning) or 'nlnl' (NL, selective NL, selective PL)")
 
 # %% ../../nbs/11_models.clpi.ipynb #dd39015d
+def known_patches(grids:Tensor, # (N, g, g) patch labels
+                  known:Tensor, # (N, T) which lesion types each image's masks speak for (the `known` target)
+                  ignore:int=-1, # the mark of "no patch label"
+                 )->Tensor:
+    "`grids` with every cell `ignore` on the images none of whose lesion types is known (their patch labels do not count)."
+    g = grids.as_subclass(Tensor)
+    k = known.as_subclass(Tensor).bool().reshape(len(g), -1).any(1)
+    return torch.where(k[:, None, None], g, torch.full_like(g, ignore))
+
 class ClpiCallback(Callback):
     "Joint loss: grade_weight * (the Learner's grade loss) + lam * patch cross-entropy; each term kept for `LossTerm`."
     order = -5
@@ -175,7 +236,7 @@ class ClpiCallback(Callback):
         "Keep the patch logits and patch labels aside: the rest of fastai sees a plain grade classifier."
         self.patch_logits,self.grids = None,None
         if isinstance(self.pred, (tuple, list)): self.learn.pred,self.patch_logits = self.pred[0],self.pred[1]
-        if len(self.yb) > 1: self.grids,self.learn.yb = self.yb[1],self.yb[:1]
+        if len(self.yb) > 1: self.grids,self.learn.yb = (self.yb[1] if len(self.yb) < 3 else known_patches(*self.yb[1:3], self.ignore)),self.yb[:1]
     def after_loss(self):
         "Add the patch term to the grade loss; images whose grid is all `ignore` add nothing."
         if not len(self.yb): return
@@ -185,6 +246,25 @@ class ClpiCallback(Callback):
         self.grade,self.patch = g.detach(),p.detach()
         self.learn.loss_grad = (self.grade_weight * g if self.grade_weight else 0.) + self.lam * p
         self.learn.loss = self.learn.loss_grad.detach().clone()
+
+def nlnl_phase(pct:float, # share of the fit's steps done, in [0, 1)
+               phases=(0.5, 0.25, 0.25), # shares of NL, selective NL and selective PL (normalised)
+              )->str:
+    "The `NLNL_PHASES` phase at `pct` of a fit whose steps are split in the shares `phases`."
+    edges = np.cumsum(phases) / np.sum(phases)
+    return NLNL_PHASES[min(int(np.searchsorted(edges, pct, side='right')), len(NLNL_PHASES) - 1)]
+
+class NlnlSchedule(Callback):
+    "Set the `NLNLLoss` phase before each training batch from `pct_train` (`nlnl_phase`); the phase it had is given back after the fit."
+    order = ClpiCallback.order - 1
+    def __init__(self, phases=(0.5, 0.25, 0.25)): store_attr()
+    def before_fit(self):
+        self.loss = self.learn.loss_func if isinstance(self.learn.loss_func, NLNLLoss) else None
+        if self.loss is not None: self.old = self.loss.phase
+    def before_batch(self):
+        if self.loss is not None and self.training: self.loss.phase = nlnl_phase(self.pct_train, self.phases)
+    def after_fit(self):
+        if self.loss is not None: self.loss.phase = self.old
 
 # %% ../../nbs/11_models.clpi.ipynb #08b41fb4
 class LesionPretrain(TrainParts):
@@ -215,20 +295,22 @@ def clpi_learner(dls, # fastai DataLoaders yielding (image, grade[, patch grid])
                  grid:int=16, # patch grid cells per side
                  types:tuple=LESION_TYPES, # lesion types, patch label k = types[k-1]
                  lam:float=1., # weight of the patch loss
-                 loss:str='ce', # grade loss: 'ce' or 'nl' (negative learning)
-                 detach:bool=False, # stop the grade gradient at the lesion maps
+                 loss:str='ce', # grade loss: 'ce', 'nl' (negative learning alone) or 'nlnl' (Kim et al.'s three phases)
+                 phases=(0.5, 0.25, 0.25), # with 'nlnl': shares of the fit in NL, selective NL, selective PL
+                 detach:str|bool='none', # where the grade gradient stops at the lesion maps: one of `DETACH`
                  grade_size:int|None=None, # side of the grading input (default `size`)
                  lesion_arch:str|None=None, # a registered backbone for the lesion net instead of the conv stack
+                 lesion_design:str='drnb', # the lesion net's layout: one of `LESION_DESIGNS`
                  patch_weight=None, # per-class weights of the patch cross-entropy
                  metrics=None, # default: kappa, referable AUC, grade and patch loss
                  **kwargs, # passed to `Learner`
                 )->Learner:
-    "A `Learner` for CLPI: `ClpiModel`, the grade loss, `ClpiCallback` for the joint loss, its terms as metrics."
+    "A `Learner` for CLPI: `ClpiModel`, the grade loss, `ClpiCallback` for the joint loss (and `NlnlSchedule` for 'nlnl'), its terms as metrics."
     from drnb.metrics import KappaScore, ReferableAUC
     size = ifnone(size, _input_size(dls))
-    model = ClpiModel(arch, size, grade_size, grid, types, pretrained=pretrained, detach=detach, lesion_arch=lesion_arch)
+    model = ClpiModel(arch, size, grade_size, grid, types, pretrained=pretrained, detach=detach, lesion_arch=lesion_arch, lesion_design=lesion_design)
     pw = None if patch_weight is None else torch.as_tensor(patch_weight, dtype=torch.float32, device=dls.device)
-    cbs = [ClpiCallback(lam, patch_weight=pw)] + list(kwargs.pop('cbs', None) or [])
+    cbs = [ClpiCallback(lam, patch_weight=pw)] + ([NlnlSchedule(tuple(float(p) for p in phases))] if loss == 'nlnl' else []) + list(kwargs.pop('cbs', None) or [])
     metrics = ifnone(metrics, [KappaScore(), ReferableAUC(), *(LossTerm(t, f'{t}_loss', source='clpi') for t in ('grade', 'patch'))])
     return Learner(dls, model, loss_func=grade_loss(loss), cbs=cbs, metrics=metrics, **kwargs)
 
@@ -249,10 +331,13 @@ def fit_clpi(learn:Learner, # from `clpi_learner`
 def clpi_data(size:int=256, # input side
               grid:int=16, # patch grid cells per side
               thr:float=0., # patch-label threshold
+              patch_frac:float=1., # share of the annotated training images whose patch labels count (seeded by the run's seed)
               **kwargs, # more `fundus_dataloaders` arguments
              )->dict:
-    "Keyword arguments of `drnb.data.block.fundus_dataloaders` for CLPI: images with grade and patch-label targets."
-    return dict(targets=('grade', 'patches'), size=size, grid=grid, thr=thr, **kwargs)
+    "Keyword arguments of `drnb.data.block.fundus_dataloaders` for CLPI: images with grade and patch-label targets (and `known` below `patch_frac` 1)."
+    if not 0 <= patch_frac <= 1: raise ValueError(f"clpi_data: patch_frac must be in [0, 1], not {patch_frac}")
+    if patch_frac == 1: return dict(targets=('grade', 'patches'), size=size, grid=grid, thr=thr, **kwargs)
+    return dict(targets=('grade', 'patches', 'known'), size=size, grid=grid, thr=thr, mask_fraction=patch_frac, mask_source='auto', **kwargs)
 
 def clpi_tensors(records, # a record table (or list of record dicts)
                  size:int=256, grid:int=16, thr:float=0., types:tuple=LESION_TYPES,
@@ -385,7 +470,11 @@ def clpi_cam(head, x, target):
 from ..methods import Method, Param, register_method
 register_method(Method('clpi', clpi_learner, data=clpi_data, fit=fit_clpi, predict=grade_probs, heatmap='clpi_lesions',
     params=dict(grid=Param(16, 'patch grid cells per side'), thr=Param(0., 'share of a cell a lesion must cover to label it'),
-                lam=Param(1., 'weight of the patch loss'), loss=Param('ce', 'grade loss: cross-entropy or negative learning', choices=('ce', 'nl')),
-                detach=Param(False, 'stop the grade gradient at the lesion maps'),
+                lam=Param(1., 'weight of the patch loss'),
+                patch_frac=Param(1., 'share of the annotated training images whose patch labels count (the rest: grade only)'),
+                loss=Param('ce', "grade loss: cross-entropy, negative learning alone, or Kim et al.'s NL -> selective NL -> selective PL", choices=('ce', 'nl', 'nlnl')),
+                phases=Param((0.5, 0.25, 0.25), "with loss 'nlnl': shares of the fit in NL, selective NL and selective PL", list),
+                detach=Param('none', "where the grade gradient stops at the lesion maps ('attention': the official code)", choices=DETACH),
+                lesion_design=Param('drnb', "the lesion net's layout ('official': 5x5 stem, 2x2 stride-2 blocks, 1x1 blocks)", choices=LESION_DESIGNS),
                 pretrain=Param(0, 'epochs (of the total) that train the lesion net alone first')),
     doc='Yang et al.: a lesion net on patch labels and a grading net on images, trained together'))

@@ -10,7 +10,7 @@ import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as 
 from torch import Tensor
 from fastcore.basics import store_attr, ifnone, listify
 from fastcore.meta import delegates
-from fastai.callback.core import Callback, TrainEvalCallback, CancelValidException
+from fastai.callback.core import Callback, TrainEvalCallback, CancelValidException, CancelBatchException
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner, Metric
 from fastai.layers import ConvLayer, NormType
@@ -24,10 +24,11 @@ from ..data.block import masked_indices
 from ..interpret.attribution import register_attribution
 
 # %% auto #0
-__all__ = ['STEPS', 'LOSS_TERMS', 'PHASES', 'mark_masks', 'CollabDataset', 'box_masks', 'records_dataset', 'collab_dataloaders',
-           'collab_data', 'LesionSegmenter', 'LesionAttentiveGrader', 'LesionDiscriminator', 'CollabModel',
-           'pseudo_masks', 'supervised_seg_loss', 'grade_loss', 'CollabLoss', 'GradeKappa', 'labelled_indices',
-           'labelled_loader', 'CollabPhase', 'ValidateAtEnd', 'SegPretrain', 'GraderTrain', 'CollabFinetune',
+__all__ = ['GATES', 'STEPS', 'DISC_REAL', 'PSEUDO_MODES', 'LOSS_TERMS', 'PHASE_NAMES', 'PHASES', 'mark_masks', 'CollabDataset',
+           'box_masks', 'records_dataset', 'collab_dataloaders', 'collab_data', 'LesionSegmenter',
+           'LesionAttentiveGrader', 'LesionDiscriminator', 'CollabModel', 'pseudo_masks', 'supervised_seg_loss',
+           'grade_loss', 'CollabLoss', 'GradeKappa', 'labelled_indices', 'labelled_loader', 'CollabPhase',
+           'ValidateAtEnd', 'SegPretrain', 'GraderTrain', 'collab_schedule', 'CollabFinetune', 'GraderControl',
            'collab_splitter', 'collab_learner', 'phase_epochs', 'fit_collab', 'collab_outputs', 'grade_probs',
            'collab_metrics', 'collab_attention', 'collab_lesion_maps']
 
@@ -161,6 +162,9 @@ class LesionSegmenter(nn.Module):
         return self.out(x)
 
 # %% ../../nbs/12_models.collab.ipynb #9de3d811
+GATES = ('map', 'global')
+"How `LesionAttentiveGrader` gates the attention with f_high: a map on f_low's grid, or one pooled vector (the port's)."
+
 class LesionAttentiveGrader(nn.Module):
     "Grader whose per-lesion attention comes from low-level features and G's maps, gated by high-level features."
     def __init__(self, arch:str='resnet18', # backbone registry name
@@ -173,9 +177,13 @@ class LesionAttentiveGrader(nn.Module):
                  prior:bool=True, # learned attention starts at G's map: alpha_l = sigma(W_l(...) + logit m_l), W_l zero at init
                  use_global:bool=True, # also feed pooled f_high to the classifier
                  low_stride:int=8, # stride of f_low
+                 trunk_layers:int=1, # layers of the shared per-lesion trunk; more add 3x3 stride-2 layers (deeper, like the port's shared post-f_low stack)
+                 gate:str='map', # f_high as the gate: 'map' (upsampled to f_low's grid) or 'global' (pooled to a vector, as in the port)
                 ):
         super().__init__()
-        store_attr('n_types,attention,prior,use_global')
+        if gate not in GATES: raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
+        if trunk_layers < 1: raise ValueError(f"trunk_layers must be at least 1, got {trunk_layers}")
+        store_attr('n_types,attention,prior,use_global'); self.gate_mode = gate
         self.body = create_backbone(arch, pretrained=pretrained, low_stride=low_stride)
         cl,ch = self.body.feature_info[self.body.level(low_stride)]['channels'],self.body.channels
         self.phi = nn.ModuleList(nn.Sequential(nn.Conv2d(cl + 1, dim, 1), nn.ReLU()) for _ in range(n_types))
@@ -183,14 +191,16 @@ class LesionAttentiveGrader(nn.Module):
         self.w = nn.ModuleList(nn.Conv2d(dim, 1, 1) for _ in range(n_types))
         if prior:
             for w in self.w: nn.init.zeros_(w.weight); nn.init.zeros_(w.bias)
-        self.trunk = nn.Sequential(ConvLayer(cl, trunk), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.trunk = nn.Sequential(ConvLayer(cl, trunk), *[ConvLayer(trunk, trunk, stride=2) for _ in range(trunk_layers - 1)],
+                                   nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(n_types*trunk + (ch if use_global else 0), n_grades)
 
     def lesion_attention(self, f_low:Tensor, f_high:Tensor, maps:Tensor)->Tensor:
         "alpha (N,T,h,w) on f_low's grid from the features and G's maps (N,T,H,W)."
         m = F.adaptive_max_pool2d(maps, f_low.shape[-2:])
         if not self.attention: return m
-        g = F.interpolate(self.gate(f_high), size=f_low.shape[-2:], mode='bilinear', align_corners=False)
+        if self.gate_mode == 'global': g = self.gate(F.adaptive_avg_pool2d(f_high, 1))    # (N,dim,1,1), broadcast over f_low's grid
+        else: g = F.interpolate(self.gate(f_high), size=f_low.shape[-2:], mode='bilinear', align_corners=False)
         logit_m = torch.logit(m, eps=1e-4) if self.prior else torch.zeros_like(m)
         return torch.cat([torch.sigmoid(self.w[l](g * self.phi[l](torch.cat([f_low, m[:, l:l+1]], 1))) + logit_m[:, l:l+1])
                           for l in range(self.n_types)], 1)
@@ -229,12 +239,18 @@ class LesionDiscriminator(nn.Module):
 STEPS = ('seg', 'disc', 'grade')
 "The networks `CollabModel.step` can train: segmenter G, discriminator D, grader."
 
+DISC_REAL = ('masks', 'maps')
+"D's real examples: the true masks of the masked images, or G's soft maps of them (the port's labelled-vs-unlabelled task)."
+
 class CollabModel(nn.Module):
     "G, the lesion-attentive grader and D; `step` chooses the forward pass (like fastai's `GANModule`)."
     def __init__(self, seg:LesionSegmenter, grader:LesionAttentiveGrader, disc:LesionDiscriminator,
                  stats:tuple=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), # (mean, std) used to normalise [0,1] images
+                 disc_real:str='masks', # D's real pairs: the masked images with their true masks, or with G's maps ('maps', the port's)
                 ):
         super().__init__()
+        if disc_real not in DISC_REAL: raise ValueError(f"disc_real must be one of {DISC_REAL}, got {disc_real!r}")
+        self.disc_real = disc_real
         self.seg,self.grader,self.disc = seg,grader,disc
         self.register_buffer('mean', torch.tensor(stats[0]).view(1, -1, 1, 1))
         self.register_buffer('std', torch.tensor(stats[1]).view(1, -1, 1, 1))
@@ -270,8 +286,10 @@ class CollabModel(nn.Module):
         return out
 
     def _disc(self, x, xl, ml):
-        with torch.no_grad(): fake = self.lesion_maps(x)
-        return dict(d_fake=self.disc(self.normalize(x), fake), d_real=self.disc(self.normalize(xl), ml))
+        with torch.no_grad():
+            fake = self.lesion_maps(x)
+            real = ml if self.disc_real == 'masks' else self.lesion_maps(xl)     # 'maps': soft maps on both sides
+        return dict(d_fake=self.disc(self.normalize(x), fake), d_real=self.disc(self.normalize(xl), real))
 
     def forward(self, *xb):
         if self.step == 'seg': return self._seg(*xb)
@@ -279,13 +297,18 @@ class CollabModel(nn.Module):
         return self.grade(xb[0])
 
 # %% ../../nbs/12_models.collab.ipynb #fdcdb376
+PSEUDO_MODES = ('subset', 'add', 'attention')
+"Pseudo-mask rules: alpha*m (only deletes G's detections), min(1, 2 alpha m) (attention above 1/2 raises the map), alpha alone."
+
 def pseudo_masks(attn:Tensor, # grader attention (N,T,h,w) in [0, 1]
                  maps:Tensor, # G's lesion probabilities (N,T,H,W)
                  threshold:float|None=0.5, # tau; None: soft targets
+                 mode:str='subset', # 'subset': alpha*m; 'add': min(1, 2*alpha*m); 'attention': alpha (see `PSEUDO_MODES`)
                 )->Tensor:
-    "Pseudo-masks (N,T,H,W): 1 where upsampled attention times G's map reaches `threshold`."
+    "Pseudo-masks (N,T,H,W): 1 where the `mode` rule on the upsampled attention and G's map reaches `threshold`."
+    if mode not in PSEUDO_MODES: raise ValueError(f"mode must be one of {PSEUDO_MODES}, got {mode!r}")
     a = attn if attn.shape[-2:] == maps.shape[-2:] else F.interpolate(attn, size=maps.shape[-2:], mode='bilinear', align_corners=False)
-    p = a * maps
+    p = a*maps if mode == 'subset' else (2*a*maps).clamp(max=1) if mode == 'add' else a
     return p if threshold is None else (p >= threshold).float()
 
 # %% ../../nbs/12_models.collab.ipynb #f2e41d73
@@ -319,6 +342,7 @@ class CollabLoss:
                  lambda_adv:float=0.1, # weight of the adversarial term in G's loss
                  threshold:float|None=0.5, # tau of `pseudo_masks` (None: soft)
                  pos_weight:float=10., # weight of lesion pixels in the supervised and pseudo-mask BCE
+                 pseudo_mode:str='subset', # rule of `pseudo_masks`
                 ):
         store_attr(); self.step,self.terms = 'eval',{}
     def switch(self, step:str, # one of `STEPS` or 'eval'
@@ -343,7 +367,7 @@ class CollabLoss:
         t['seg_sup'] = supervised_seg_loss(pred['seg'], ml, kl, self.pos_weight)
         loss = t['seg_sup']
         if 'attn' in pred:
-            target = pseudo_masks(pred['attn'], torch.sigmoid(pred['seg_u']).detach(), self.threshold)
+            target = pseudo_masks(pred['attn'], torch.sigmoid(pred['seg_u']).detach(), self.threshold, self.pseudo_mode)
             t['seg_pseudo'] = supervised_seg_loss(pred['seg_u'], target, ~known, self.pos_weight)
             loss = loss + self.lambda_pseudo*t['seg_pseudo']
         if 'd_fake' in pred:
@@ -392,21 +416,26 @@ def _cycle(dl):
     while True: yield from dl
 
 # %% ../../nbs/12_models.collab.ipynb #671a947f
+PHASE_NAMES = ('seg', 'grade', 'collab', 'control')
+"Phases of Zhou et al.'s schedule, and the control of the collaborative one."
+
 class CollabPhase(TrainParts):
     "One training phase of Zhou et al.: the networks stepped in turn (like `FixedGANSwitcher`) and the batches they get."
     run_after = TrainEvalCallback
-    def __init__(self, phase:str, # 'seg', 'grade' or 'collab'
+    def __init__(self, phase:str, # 'seg', 'grade', 'collab' or 'control' (the collaborative schedule with G and D frozen)
                  schedule:tuple|None=None, # steps taken in turn, one per batch (default: the phase's)
                  pseudo:bool=True, # collab: pseudo-mask term in G's loss
                  adversarial:bool=True, # collab: adversarial term in G's loss and D steps
                  labelled_bs:int|None=None, # collab: masked images added to each batch (default: half the batch size)
                 ):
-        if phase not in ('seg', 'grade', 'collab'): raise ValueError(f"unknown phase {phase!r}: use 'seg', 'grade' or 'collab'")
-        default = dict(seg=('seg',), grade=('grade',), collab=('seg', 'disc') if adversarial else ('seg',))[phase]
+        if phase not in PHASE_NAMES: raise ValueError(f"unknown phase {phase!r}: use one of {PHASE_NAMES}")
+        default = collab_schedule(adversarial) if phase == 'collab' else collab_schedule(adversarial, n_grade=1) if phase == 'control' else (phase,)
         schedule = tuple(ifnone(schedule, default))
         if not schedule or set(schedule) - set(STEPS): raise ValueError(f"schedule {schedule} must be a non-empty sequence of {STEPS}")
-        if phase == 'collab' and 'disc' in schedule and not adversarial: raise ValueError("a 'disc' step needs adversarial=True")
+        if phase in ('collab', 'control') and 'disc' in schedule and not adversarial: raise ValueError("a 'disc' step needs adversarial=True")
+        if phase == 'control' and 'grade' not in schedule: raise ValueError("the control phase trains the grader: its schedule needs 'grade' steps (n_grade >= 1)")
         store_attr('phase,schedule,pseudo,adversarial,labelled_bs')
+        self.frozen = {s for s in schedule if s != 'grade'} if phase == 'control' else set()   # steps taken as no-ops
 
     def before_fit(self):
         m = self.learn.model
@@ -415,7 +444,7 @@ class CollabPhase(TrainParts):
         self._saved = dict(step=m.step, loss_step=self.learn.loss_func.step, flags=(m.pseudo, m.adversarial), train=self.learn.dls.train)
         m.pseudo,m.adversarial = (self.pseudo, self.adversarial) if self.phase == 'collab' else (False, False)
         if self.phase == 'seg': self.learn.dls.train = labelled_loader(self.learn.dls.train)
-        if self.phase == 'collab':
+        if self.phase in ('collab', 'control'):
             self._lab = _cycle(labelled_loader(self.learn.dls.train, ifnone(self.labelled_bs, max(1, self.learn.dls.train.bs//2))))
         if not hasattr(self.learn, 'collab_history'): self.learn.collab_history = []
         self.i = 0
@@ -424,7 +453,7 @@ class CollabPhase(TrainParts):
     def switch(self, step:str):
         "Train `step`'s network only; switch model and loss to `step`."
         self.active = step
-        self.train_only([self.learn.model.networks()[step]])
+        self.train_only([] if step in self.frozen else [self.learn.model.networks()[step]])
         self.learn.model.switch(step); self.learn.loss_func.switch(step)
 
     def before_train(self): self.switch(self.schedule[self.i % len(self.schedule)])
@@ -433,9 +462,12 @@ class CollabPhase(TrainParts):
     def before_batch(self):
         if not self.training: return
         nets = self.learn.model.networks()
-        self.eval_others([nets[self.active]], list(nets.values()))
-        if self.phase != 'collab' or self.active == 'grade': return
+        self.eval_others([] if self.active in self.frozen else [nets[self.active]], list(nets.values()))
+        if self.phase not in ('collab', 'control') or self.active == 'grade': return
         xl,_,ml,*kl = next(self._lab)
+        if self.active in self.frozen:   # control: the masked batch is drawn as in 'collab' (same data order), then no step
+            self.learn.yb = ()           # the Recorder skips a batch without targets
+            raise CancelBatchException()
         kl = kl[0] if kl else torch.ones(ml.shape[:2], dtype=torch.bool, device=ml.device)
         if self.active == 'seg': self.learn.xb,self.learn.yb = (*self.xb, xl),(*self._yb4(), ml, kl)
         else: self.learn.xb = (*self.xb, xl, ml)
@@ -452,7 +484,7 @@ class CollabPhase(TrainParts):
 
     def after_batch(self):
         if not self.training: return
-        self.learn.collab_history.append(dict(phase=self.phase, step=self.active, epoch=self.epoch, iter=self.train_iter,
+        if self.active not in self.frozen: self.learn.collab_history.append(dict(phase=self.phase, step=self.active, epoch=self.epoch, iter=self.train_iter,
                                               **{k:float(v.detach()) for k,v in self.learn.loss_func.terms.items()}))
         self.i += 1
         if len(self.schedule) > 1: self.switch(self.schedule[self.i % len(self.schedule)])
@@ -482,6 +514,14 @@ class GraderTrain(CollabPhase):
     "Phase 2: the lesion-attentive grader on every graded image, G's maps as input (G frozen)."
     def __init__(self): super().__init__('grade')
 
+def collab_schedule(adversarial:bool=True, # D steps after G's
+                    n_seg:int=1, # G steps in a row
+                    n_disc:int=1, # D steps in a row (ignored without `adversarial`)
+                    n_grade:int=0, # grader steps in a row
+                   )->tuple:
+    "Steps of one cycle of the collaborative phase (and of its control): G, then D, then the grader."
+    return ('seg',)*n_seg + (('disc',)*n_disc if adversarial else ()) + ('grade',)*n_grade
+
 class CollabFinetune(CollabPhase):
     "Phase 3: G fine-tuned with pseudo-masks and D's adversarial loss, alternating with D (and optionally the grader)."
     def __init__(self, pseudo:bool=True, # pseudo-mask term
@@ -491,8 +531,17 @@ class CollabFinetune(CollabPhase):
                  n_grade:int=0, # grader steps in a row
                  labelled_bs:int|None=None, # masked images added to each G/D batch
                 ):
-        sched = ('seg',)*n_seg + (('disc',)*n_disc if adversarial else ()) + ('grade',)*n_grade
-        super().__init__('collab', sched, pseudo, adversarial, labelled_bs)
+        super().__init__('collab', collab_schedule(adversarial, n_seg, n_disc, n_grade), pseudo, adversarial, labelled_bs)
+
+class GraderControl(CollabPhase):
+    "Control of phase 3: `CollabFinetune`'s schedule, batches and optimiser with G and D frozen, so only its grader steps are taken."
+    def __init__(self, adversarial:bool=True, # the schedule of the arm it controls: with D steps or not
+                 n_seg:int=1, # G steps in a row (frozen: skipped)
+                 n_disc:int=1, # D steps in a row (frozen: skipped)
+                 n_grade:int=1, # grader steps in a row (at least 1)
+                 labelled_bs:int|None=None, # masked images drawn at each skipped G/D step, as in `CollabFinetune`
+                ):
+        super().__init__('control', collab_schedule(adversarial, n_seg, n_disc, n_grade), False, adversarial, labelled_bs)
 
 # %% ../../nbs/12_models.collab.ipynb #264e4133
 def collab_splitter(model:CollabModel)->list:
@@ -513,19 +562,23 @@ def collab_learner(dls:DataLoaders, # batches (image, grade, masks[, known]), im
                    threshold:float|None=0.5, # pseudo-mask threshold tau
                    pos_weight:float=10., # weight of lesion pixels in G's BCE terms
                    d_lr_mult:float=0.1, # D's learning rate / the others'
+                   pseudo_mode:str='subset', # pseudo-mask rule (`PSEUDO_MODES`): 'subset' only deletes G's detections, 'add' and 'attention' can add
+                   trunk_layers:int=1, # layers of the grader's shared per-lesion trunk
+                   gate:str='map', # f_high as a map or a pooled vector (`GATES`)
+                   disc_real:str='masks', # D's real pairs: true masks, or G's maps of the masked images (`DISC_REAL`)
                    **kwargs, # passed to `Learner`
                   )->Learner:
     "A fastai `Learner` for Zhou et al.: `CollabModel`, `CollabLoss`, every loss term and kappa as metrics; train it with `fit_collab`."
     model = CollabModel(LesionSegmenter(len(types), seg_widths),
-                        LesionAttentiveGrader(arch, pretrained, len(types), attention=attention, prior=prior),
-                        LesionDiscriminator(3 + len(types), disc_widths), backbone_stats(arch)).to(dls.device)
+                        LesionAttentiveGrader(arch, pretrained, len(types), attention=attention, prior=prior, trunk_layers=trunk_layers, gate=gate),
+                        LesionDiscriminator(3 + len(types), disc_widths), backbone_stats(arch), disc_real).to(dls.device)
     kwargs.setdefault('metrics', [LossTerm(t) for t in LOSS_TERMS] + [GradeKappa()])
-    learn = Learner(dls, model, loss_func=CollabLoss(lambda_pseudo, lambda_adv, threshold, pos_weight), splitter=collab_splitter, **kwargs)
+    learn = Learner(dls, model, loss_func=CollabLoss(lambda_pseudo, lambda_adv, threshold, pos_weight, pseudo_mode), splitter=collab_splitter, **kwargs)
     learn.recorder.train_metrics = True
     learn.d_lr_mult,learn.lesion_types,learn.collab_history = d_lr_mult,tuple(types),[]
     return learn
 
-PHASES = dict(seg=SegPretrain, grade=GraderTrain, collab=CollabFinetune)
+PHASES = dict(seg=SegPretrain, grade=GraderTrain, collab=CollabFinetune, control=GraderControl)
 "Phase name -> callback class."
 
 def phase_epochs(n_train:int, # training images
@@ -541,13 +594,14 @@ def phase_epochs(n_train:int, # training images
 def fit_collab(learn:Learner, # from `collab_learner`
                epochs:int, # about this many passes over the training images in all
                lr:float|None=None, # learning rate of G and grader (default 1e-3)
-               phases:tuple=('seg', 'grade', 'collab'), # phases run, in this order
+               phases:tuple=('seg', 'grade', 'collab'), # phases run, in this order ('control': the collaborative schedule with G and D frozen)
                shares:tuple=(0.3, 0.4, 0.3), # how the images seen are shared between seg, grade, collab
                pseudo:bool=True, # collab: pseudo-mask term
                adversarial:bool=True, # collab: adversarial term
-               n_grade:int=0, # collab: grader steps per G/D cycle
-               epochs_per_phase:dict|None=None, # override `phase_epochs`, e.g. dict(seg=10, grade=2, collab=2)
+               n_grade:int=0, # collab and control: grader steps per G/D cycle (the control needs at least 1)
+               epochs_per_phase:dict|None=None, # override `phase_epochs`, e.g. dict(seg=10, grade=2, collab=2) (control: collab's unless given)
                validate:str='end', # 'end': validate after each phase's last epoch only; 'epoch': after every epoch
+               seg_steps:int=0, # phase 1: about this many G steps at any mask fraction (0: its share of `epochs`)
                **kwargs, # passed to `fit_one_cycle`
               )->Learner:
     "Zhou et al.'s schedule: G on the masked images, the grader on all, then the collaborative phase."
@@ -555,12 +609,17 @@ def fit_collab(learn:Learner, # from `collab_learner`
     lrs = np.array([lr, lr, lr*learn.d_lr_mult])
     n = len(learn.dls.train.dataset)
     ep = {**phase_epochs(n, len(labelled_indices(learn.dls.train.dataset)), epochs, shares), **(epochs_per_phase or {})}
+    if seg_steps:                                                            # whole epochs over the masked images
+        nl = len(labelled_indices(learn.dls.train.dataset)); per = math.ceil(nl/max(1, min(learn.dls.train.bs, nl)))
+        ep['seg'] = max(1, math.ceil(seg_steps/per))
+    ep.setdefault('control', ep['collab'])                                  # the control runs as long as the phase it controls
     for ph in phases:
         if ph not in PHASES: raise ValueError(f"unknown phase {ph!r}; phases are {list(PHASES)}")
-        cb = CollabFinetune(pseudo, adversarial, n_grade=n_grade) if ph == 'collab' else PHASES[ph]()
-        kw = dict(moms=(0.5, 0.5, 0.5)) if ph == 'collab' else {}
-        cbs = [cb, ValidateAtEnd()] if validate == 'end' else [cb]
-        learn.fit_one_cycle(ep[ph], lrs, cbs=cbs, **{**kw, **kwargs})
+        cb = (CollabFinetune(pseudo, adversarial, n_grade=n_grade) if ph == 'collab' else
+              GraderControl(adversarial, n_grade=n_grade) if ph == 'control' else PHASES[ph]())
+        kw = dict(moms=(0.5, 0.5, 0.5)) if ph in ('collab', 'control') else {}    # the same one cycle and Adam betas for both
+        cbs = ([cb, ValidateAtEnd()] if validate == 'end' else [cb]) + listify(kwargs.get('cbs'))
+        learn.fit_one_cycle(ep[ph], lrs, **{**kw, **kwargs, 'cbs': cbs})
     return learn
 
 # %% ../../nbs/12_models.collab.ipynb #6d7d226b
@@ -631,7 +690,13 @@ register_method(Method('collab', collab_learner, data=collab_data, fit=fit_colla
                 prior=Param(True, "the learned attention starts at G's maps"),
                 lambda_pseudo=Param(1., 'weight of the pseudo-mask term'), lambda_adv=Param(0.1, 'weight of the adversarial term'),
                 threshold=Param(0.5, 'pseudo-mask threshold tau', float),
-                phases=Param(('seg', 'grade', 'collab'), 'phases run, in order'),
+                phases=Param(('seg', 'grade', 'collab'), "phases run, in order ('control': the collaborative phase's grader steps with G and D frozen)"),
+                seg_steps=Param(0, "phase 1: about this many G steps at any mask fraction (0: its share of the epochs)", int),
+                n_grade=Param(0, 'collaborative phase and its control: grader steps per G/D cycle', int),
+                pseudo_mode=Param('subset', 'pseudo-mask rule: alpha*m (only deletes), min(1, 2 alpha m) or alpha', choices=PSEUDO_MODES),
+                trunk_layers=Param(1, "layers of the grader's shared per-lesion trunk", int),
+                gate=Param('map', 'f_high gates the attention as a map or a pooled vector', choices=GATES),
+                disc_real=Param('masks', "D's real pairs: true masks, or G's maps of the masked images", choices=DISC_REAL),
                 pseudo=Param(True, 'collaborative phase: pseudo-mask term'), adversarial=Param(True, 'collaborative phase: adversarial term'),
                 mask_fraction=Param(0.2, 'share of the annotated training images whose lesion masks count (the rest: grade only)', float),
                 mask_source=Param('auto', "masks from mask files, or a record's boxes as coarse masks where it has none", choices=('masks', 'boxes', 'auto'))),

@@ -24,11 +24,12 @@ from ..interpret.evaluate import box_coverage
 
 # %% auto #0
 __all__ = ['SCORE_SCALE', 'GATE_SCALE', 'BOX_MAPS', 'BOX_SOURCES', 'STAGES', 'STAGE_TERMS', 'STAGE_PARTS', 'STAGE_SHARE',
-           'A_STEPS', 'A_LR', 'spatial_softmax', 'fov_cells', 'ANet', 'evidence_map', 'abnormal_grades', 'centre_first',
-           'attention_peaks', 'centre_boxes', 'peak_boxes', 'twin_boxes', 'crop_twin', 'truth_boxes', 'ZoomInNet',
-           'ZoomInLoss', 'ZoomCrop', 'ZoomStaging', 'zoomin_splitter', 'zoomin_learner', 'fit_zoomin', 'zoom_attention',
-           'zoom_boxes', 'attention_boxes', 'boxes_heatmap', 'boxes_coverage', 'zoom_coverage', 'zoomin_attention',
-           'grade_probs', 'zoomin_data', 'ablation_results']
+           'A_STEPS', 'A_LR', 'REPLICA_ARMS', 'REPLICA_MEASURES', 'REPLICA_DATA', 'spatial_softmax', 'fov_cells',
+           'ANet', 'evidence_map', 'abnormal_grades', 'centre_first', 'attention_peaks', 'centre_boxes', 'peak_boxes',
+           'twin_boxes', 'crop_twin', 'truth_boxes', 'ZoomInNet', 'ZoomInLoss', 'ZoomCrop', 'ZoomStaging',
+           'zoomin_splitter', 'zoomin_learner', 'fit_zoomin', 'zoom_attention', 'zoom_boxes', 'attention_boxes',
+           'boxes_heatmap', 'boxes_coverage', 'zoom_coverage', 'zoomin_attention', 'grade_probs', 'zoomin_data',
+           'ablation_results', 'replica_runs', 'replica_table', 'replica_targets', 'replica_bars']
 
 # %% ../../nbs/10_models.zoomin.ipynb #9f01d4e8
 def spatial_softmax(z:Tensor, # (N,C,h,w) gate logits
@@ -691,6 +692,86 @@ def ablation_results(folder, # where the ablation (made by `run_ablation.py` at 
                 summary=runs.groupby("model", sort=False)[mets].agg(mean_std),
                 gain=pd.DataFrame({f"{s} - M": {m: gain(w[m][s] - w[m]["M"]) for m in mets} for s in ("A", "C") if (mets[0], s) in w}).T,
                 coverage=cover("localisation.csv"), chance=cover("random_coverage.csv"))
+
+# %% ../../nbs/10_models.zoomin.ipynb #85b490de
+from ..report import split_arms, floor_rows, paired_row, paired_differences, beyond_spread, mean_std, FLOORS
+
+REPLICA_ARMS = ['M', 'M+A (S*G)', 'M+A (G)', 'M+A+C (S*G)', 'M+A+C (G)', 'joint (S*G)', 'oracle (true boxes)']
+"The arms of the replica experiment (`nbs/results/zoomin/replica.yaml`), in the order shown."
+REPLICA_MEASURES = ['coverage@4', 'hit_rate@4', 'pointing_game', 'pixel_auc']
+"Its measures of the box map, each shown with its two floors."
+REPLICA_DATA = ['replica', 'idrid_boxes']
+"Its datasets, in the order shown."
+
+def replica_runs(path, # the experiment's results CSV (`replica_runner.csv`)
+                )->pd.DataFrame:
+    "The finished runs of the replica experiment: `data`, `net` from the arm, and `grade` (kappa on the replica, the weak label's AUC on idrid_boxes)."
+    rr = split_arms(path, names=('data', 'net'))
+    rr['grade'] = rr.trained_weak_label_auc.where(rr.trained_weak_label_auc.notna(), rr.trained_kappa)
+    return rr
+
+def _order(rr, col, first): return sorted(set(rr[col]), key=lambda v: (first.index(v) if v in first else len(first), v))
+
+def replica_table(rr:pd.DataFrame, # from `replica_runs`
+                  measures:list=REPLICA_MEASURES, # box-map measures shown
+                 )->pd.DataFrame:
+    "Arms by measure (mean ± std over seeds) beside each arm's grade, with the in-eye random and centre floors of every measure below each dataset."
+    t = rr.groupby(['data', 'net'], sort=False)[['grade'] + measures].agg(mean_std)
+    t = pd.concat([t, pd.concat([floor_rows(rr, m, column=m) for m in measures], axis=1)])
+    rows = [(d, n) for d in _order(rr, 'data', REPLICA_DATA) for n in REPLICA_ARMS + list(FLOORS.values()) if (d, n) in t.index]
+    return t.reindex(rows).fillna('')
+
+def _against_floor(g, metric, floor='_random'):
+    "Each run's `metric` minus its own floor, paired by seed, as a `paired_differences` row."
+    both = pd.concat([g.assign(which='box map', v=g[metric]), g.assign(which='floor', v=g[metric + floor])])
+    return paired_row(both, 'box map', 'floor', 'v', column='which')
+
+def replica_targets(rr:pd.DataFrame, # from `replica_runs`
+                    claim:float=0.8, # the paper's coverage by 4 boxes
+                   )->pd.DataFrame:
+    "The experiment's targets per dataset, each with its evidence (paired by seed) and marked met or not (beyond the spread over 3 seeds)."
+    rows = []
+    for d in _order(rr, 'data', REPLICA_DATA):
+        g = rr[rr.data == d]
+        for net in [n for n in REPLICA_ARMS if n in set(g.net) and n != 'M' and not n.startswith('oracle')]:
+            gn = g[g.net == net]; c = gn['coverage@4']; f = _against_floor(gn, 'coverage@4')
+            rows.append(dict(data=d, target=f"{net}: 4 boxes cover >= {claim:.0%} of the lesions (the paper's claim)",
+                             evidence=f"coverage@4 {mean_std(c)}; minus the random floor {f.cell}", met=bool(c.mean() >= claim)))
+        for net in ('M+A+C (S*G)', 'M+A+C (G)', 'joint (S*G)', 'oracle (true boxes)'):
+            p = paired_row(g, net, 'M', 'grade')
+            if p is None: continue
+            what = 'the grade C-Net adds when its boxes are the true lesions' if net.startswith('oracle') else 'grades above M beyond the seed spread'
+            rows.append(dict(data=d, target=f"{net} {what}", evidence=f"grade minus M {p.cell}", met=beyond_spread(p, min_pairs=3)))
+        for a, b in (('M+A (S*G)', 'M+A (G)'), ('M+A+C (S*G)', 'M+A+C (G)')):
+            p = paired_row(g, a, b, 'coverage@4')
+            if p is not None: rows.append(dict(data=d, target=f"{a}'s box map covers more than {b}'s", evidence=f"coverage@4 {p.cell}",
+                                               met=beyond_spread(p, min_pairs=3)))
+    return pd.DataFrame(rows)
+
+def replica_bars(rr:pd.DataFrame, # from `replica_runs`
+                 metric:str='coverage@4', # the box-map measure shown
+                ):
+    "Per dataset: `metric` and the grade of every arm (bars: mean; dots: seeds), with the random and centre floors as lines."
+    import matplotlib.pyplot as plt
+    datas = _order(rr, 'data', REPLICA_DATA)
+    fig, axs = plt.subplots(2, len(datas), figsize=(6.2*len(datas), 6.4), squeeze=False)
+    for j, d in enumerate(datas):
+        g = rr[rr.data == d]; nets = [n for n in REPLICA_ARMS if n in set(g.net)]
+        for ax, col, ylab in ((axs[0, j], metric, metric), (axs[1, j], 'grade', 'kappa' if d != 'idrid_boxes' else 'weak-label AUC')):
+            for i, n in enumerate(nets):
+                v = g[g.net == n][col]
+                ax.bar(i, v.mean(), 0.7, color='tab:orange' if n.startswith('oracle') else 'tab:blue', alpha=0.8)
+                ax.plot([i]*len(v), v, 'k.', ms=4)
+            if col == metric:
+                one = g.drop_duplicates('seed')
+                ax.axhline(one[f'{metric}_random'].mean(), color='grey', ls='--', lw=1, label='floor: random in eye')
+                ax.axhline(one[f'{metric}_centre'].mean(), color='grey', ls=':', lw=1, label='floor: centre prior')
+                if metric == 'coverage@4': ax.axhline(0.8, color='tab:red', lw=1, label="the paper's claim (0.8)")
+                ax.legend(fontsize=7)
+            ax.set_xticks(range(len(nets)), nets, fontsize=7, rotation=20); ax.set_ylabel(ylab, fontsize=8)
+            ax.set_title(f'{d}: {ylab} (bars: mean of 3 seeds; dots: seeds)', fontsize=9)
+    fig.tight_layout()
+    return fig
 
 # %% ../../nbs/10_models.zoomin.ipynb #d956e269
 from ..methods import Method, Param, register_method
