@@ -10,7 +10,7 @@ RESULTS = Path(__file__).resolve().parent.parent/'nbs'/'results'
 CONFIGS = sorted(RESULTS.glob('*/config.yaml'))
 
 def test_every_experiment_folder_has_a_config():
-    benches_only = {'block', 'explorer', 'analyse'}    # benchmark figures (make bench) and screenshots, not experiments
+    benches_only = {'block', 'explorer', 'analyse', 'gpu'}    # benchmark figures (make bench, make gpu) and screenshots, not experiments
     folders = {p.name for p in RESULTS.iterdir() if p.is_dir()} - benches_only
     assert folders == {c.parent.name for c in CONFIGS}, sorted(folders ^ {c.parent.name for c in CONFIGS})
 

@@ -19,11 +19,11 @@ from .backbones import create_backbone
 from ..interpret.attribution import register_attribution
 
 # %% auto #0
-__all__ = ['LESION_DESIGNS', 'DETACH', 'NLNL_PHASES', 'conv_bn_mish', 'LesionNet', 'lesion_attention', 'fuse_size', 'ClpiModel',
-           'patch_loss', 'NegativeLearningLoss', 'selective_mask', 'NLNLLoss', 'grade_loss', 'known_patches',
-           'ClpiCallback', 'nlnl_phase', 'NlnlSchedule', 'LesionPretrain', 'clpi_learner', 'fit_clpi', 'clpi_data',
-           'clpi_tensors', 'unlabel_patches', 'TensorBatches', 'tensor_dls', 'grade_probs', 'patch_probs', 'patch_auc',
-           'clpi_lesions', 'clpi_cam']
+__all__ = ['LESION_DESIGNS', 'DETACH', 'NLNL_PHASES', 'NOISE_NETS', 'conv_bn_mish', 'LesionNet', 'lesion_attention', 'fuse_size',
+           'ClpiModel', 'patch_loss', 'NegativeLearningLoss', 'selective_mask', 'NLNLLoss', 'grade_loss',
+           'known_patches', 'ClpiCallback', 'nlnl_phase', 'NlnlSchedule', 'LesionPretrain', 'clpi_learner', 'fit_clpi',
+           'clpi_data', 'clpi_tensors', 'unlabel_patches', 'TensorBatches', 'tensor_dls', 'grade_probs', 'patch_probs',
+           'patch_auc', 'clpi_lesions', 'clpi_cam', 'noise_runs', 'noise_table', 'quality_table', 'noise_targets']
 
 # %% ../../nbs/11_models.clpi.ipynb #27696eba
 from ..data.block import box_fraction, patch_labels, record_tensors
@@ -465,6 +465,63 @@ def clpi_cam(head, x, target):
                 z = m(x)[0].detach().requires_grad_()
                 w, = torch.autograd.grad(head.score(z).sum(), z)
         return m.cam(x, w)
+
+# %% ../../nbs/11_models.clpi.ipynb #77e6dd06
+import pandas as pd
+from ..report import paired_row, beyond_spread, mean_std
+
+NOISE_NETS = ['floor', 'ce', 'ce + patches', 'nlnl', 'nlnl + patches', 'official lesion net', 'official detach', 'oracle (clean grades)']
+"The nets of the replica experiment (`nbs/results/clpi/replica.yaml`), in the order shown."
+
+def noise_runs(path, # the experiment's results CSV (`replica_runner.csv`)
+              )->pd.DataFrame:
+    "The finished runs of the replica experiment with `net` (the arm before its noise rate) and `noise` ('0%', '20%', '40%')."
+    r = pd.read_csv(path) if not isinstance(path, pd.DataFrame) else path.copy()
+    r = r[r.status == 'ok'].copy() if 'status' in r else r
+    r['net'] = r.arm.str.split(', ').str[0]
+    r['noise'] = (r.label_noise.astype(float)*100).round().astype(int).astype(str) + '%'
+    return r
+
+def _nets(r): return [n for n in NOISE_NETS if n in set(r.net)] + sorted(set(r.net) - set(NOISE_NETS))
+
+def noise_table(r:pd.DataFrame, # from `noise_runs`
+                metric:str='kappa', # the metric shown
+               )->pd.DataFrame:
+    "`metric` (mean ± std over seeds) by net and noise rate."
+    t = r.pivot_table(index='net', columns='noise', values=metric, aggfunc=mean_std, sort=False)
+    return t.reindex(_nets(r))[sorted(t.columns, key=lambda c: int(c[:-1]))].fillna('')
+
+def quality_table(r:pd.DataFrame, # from `noise_runs`
+                  noise:str='0%', # the nets trained at this noise rate
+                 )->pd.DataFrame:
+    "Kappa of each net on the clean test views and under each nuisance (mean ± std over seeds), and the mean drop."
+    g = r[r.noise == noise].copy()
+    g['drop'] = g['kappa'] - g['kappa_degraded_mean']
+    cols = ['kappa'] + [c for c in g if c.startswith('kappa_degraded_') and c != 'kappa_degraded_mean'] + ['kappa_degraded_mean', 'drop']
+    t = g.groupby('net', sort=False)[cols].agg(mean_std)
+    return t.reindex([n for n in _nets(g)]).rename(columns=lambda c: c.replace('kappa_degraded_', 'degraded: '))
+
+def noise_targets(r:pd.DataFrame, # from `noise_runs`
+                  noise:str='40%', # the noise rate the label-noise targets are judged at
+                 )->pd.DataFrame:
+    "The experiment's targets, each with its evidence (paired by seed) and marked met (beyond the spread over 3 seeds) or not."
+    rows = []
+    def add(g, a, b, metric, target, higher=True):
+        p = paired_row(g, a, b, metric)
+        if p is not None: rows.append(dict(target=target, evidence=f"{a} minus {b}: {metric} {p.cell}", met=beyond_spread(p, higher, min_pairs=3)))
+    g = r[r.noise == noise]
+    for pl in ('', ' + patches'):
+        add(g, 'nlnl' + pl, 'ce' + pl, 'kappa', f"{noise} noise: the robust loss beats cross-entropy{' (with patch labels)' if pl else ''}")
+    for n in (noise,) + tuple(x for x in sorted(set(r.noise)) if x not in (noise, '0%')):
+        for loss in ('ce', 'nlnl'): add(r[r.noise == n], loss + ' + patches', loss, 'kappa', f"{n} noise: patch labels raise kappa ({loss})")
+    g0 = r[(r.noise == '0%') & r.net.isin(['oracle (clean grades)', 'floor'])].assign(net=lambda d: d.net.replace('oracle (clean grades)', 'CLPI'))
+    add(g0, 'CLPI', 'floor', 'kappa_degraded_mean', "clean grades: CLPI grades degraded views better than the grading network alone")
+    g0 = g0.assign(**{'degraded minus clean kappa': g0.kappa_degraded_mean - g0.kappa})
+    add(g0, 'CLPI', 'floor', 'degraded minus clean kappa', "clean grades: CLPI loses less kappa to degradation than the grading network alone")
+    add(g, 'ce + patches', 'floor', 'kappa_degraded_mean', f"{noise} noise: CLPI grades degraded views better than the grading network alone")
+    for o in ('official lesion net', 'official detach'):
+        add(g, o, 'nlnl + patches', 'kappa', f"{noise} noise: the {o} beats drnb's (nlnl + patches)")
+    return pd.DataFrame(rows)
 
 # %% ../../nbs/11_models.clpi.ipynb #3fa2abbe
 from ..methods import Method, Param, register_method
