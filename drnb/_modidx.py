@@ -1094,6 +1094,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'drnb.models.zoomin.boxes_heatmap': ('models.zoomin.html#boxes_heatmap', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.centre_boxes': ('models.zoomin.html#centre_boxes', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.centre_first': ('models.zoomin.html#centre_first', 'drnb/models/zoomin.py'),
+                                    'drnb.models.zoomin.coverage_ceiling': ('models.zoomin.html#coverage_ceiling', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.crop_twin': ('models.zoomin.html#crop_twin', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.evidence_map': ('models.zoomin.html#evidence_map', 'drnb/models/zoomin.py'),
                                     'drnb.models.zoomin.fit_zoomin': ('models.zoomin.html#fit_zoomin', 'drnb/models/zoomin.py'),

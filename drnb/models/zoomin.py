@@ -29,7 +29,7 @@ __all__ = ['SCORE_SCALE', 'GATE_SCALE', 'BOX_MAPS', 'BOX_SOURCES', 'STAGES', 'ST
            'twin_boxes', 'crop_twin', 'truth_boxes', 'ZoomInNet', 'ZoomInLoss', 'ZoomCrop', 'ZoomStaging',
            'zoomin_splitter', 'zoomin_learner', 'fit_zoomin', 'zoom_attention', 'zoom_boxes', 'attention_boxes',
            'boxes_heatmap', 'boxes_coverage', 'zoom_coverage', 'zoomin_attention', 'grade_probs', 'zoomin_data',
-           'ablation_results', 'replica_runs', 'replica_table', 'replica_targets', 'replica_bars']
+           'ablation_results', 'replica_runs', 'replica_table', 'replica_targets', 'replica_bars', 'coverage_ceiling']
 
 # %% ../../nbs/10_models.zoomin.ipynb #9f01d4e8
 def spatial_softmax(z:Tensor, # (N,C,h,w) gate logits
@@ -750,8 +750,9 @@ def replica_targets(rr:pd.DataFrame, # from `replica_runs`
 
 def replica_bars(rr:pd.DataFrame, # from `replica_runs`
                  metric:str='coverage@4', # the box-map measure shown
+                 ceiling:dict|None=None, # per dataset, the ceiling of `metric` (e.g. from `coverage_ceiling`), drawn as a line
                 ):
-    "Per dataset: `metric` and the grade of every arm (bars: mean; dots: seeds), with the random and centre floors as lines."
+    "Per dataset: `metric` and the grade of every arm (bars: mean; dots: seeds), with the floors (and a ceiling) as lines."
     import matplotlib.pyplot as plt
     datas = _order(rr, 'data', REPLICA_DATA)
     fig, axs = plt.subplots(2, len(datas), figsize=(6.2*len(datas), 6.4), squeeze=False)
@@ -766,12 +767,31 @@ def replica_bars(rr:pd.DataFrame, # from `replica_runs`
                 one = g.drop_duplicates('seed')
                 ax.axhline(one[f'{metric}_random'].mean(), color='grey', ls='--', lw=1, label='floor: random in eye')
                 ax.axhline(one[f'{metric}_centre'].mean(), color='grey', ls=':', lw=1, label='floor: centre prior')
+                if ceiling and d in ceiling: ax.axhline(ceiling[d], color='tab:green', lw=1, label='ceiling: boxes at the densest lesions')
                 if metric == 'coverage@4': ax.axhline(0.8, color='tab:red', lw=1, label="the paper's claim (0.8)")
                 ax.legend(fontsize=7)
+            else: ax.set_ylim(max(0, g[col].min() - 0.1), min(1, g[col].max() + 0.05))
             ax.set_xticks(range(len(nets)), nets, fontsize=7, rotation=20); ax.set_ylabel(ylab, fontsize=8)
             ax.set_title(f'{d}: {ylab} (bars: mean of 3 seeds; dots: seeds)', fontsize=9)
     fig.tight_layout()
     return fig
+
+# %% ../../nbs/10_models.zoomin.ipynb #689a92bd
+from ..interpret.evaluate import as_lesions
+
+def coverage_ceiling(gt, # masks (N,T,H,W) or (N,H,W), or N lists of boxes, as `box_coverage` takes them
+                     shape:tuple, # (N, H, W) of the views
+                     ks=(1, 2, 4, 8), # numbers of boxes per image
+                     box_size:int=16, # side of each box (pixels)
+                     types=LESION_TYPES, # mask channel names / box types kept
+                    )->pd.DataFrame:
+    "The coverage of k boxes placed on the densest lesion centres: what a perfect box map approaches (`box_coverage`'s table)."
+    dens = np.zeros(shape, np.float32)
+    for d, li in zip(dens, as_lesions(gt, shape, types)):
+        for l in li: d[l.centre] += 1
+    k = torch.ones(1, 1, box_size, box_size)
+    counts = F.conv2d(torch.from_numpy(dens)[:, None], k, padding=box_size // 2)[:, 0, :shape[1], :shape[2]]
+    return box_coverage(counts.numpy(), gt, ks=ks, box_size=box_size, types=types)
 
 # %% ../../nbs/10_models.zoomin.ipynb #d956e269
 from ..methods import Method, Param, register_method
