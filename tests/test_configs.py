@@ -8,6 +8,7 @@ from drnb.methods import load_run
 
 RESULTS = Path(__file__).resolve().parent.parent/'nbs'/'results'
 CONFIGS = sorted(RESULTS.glob('*/config.yaml'))
+ALL_CONFIGS = sorted(RESULTS.glob('*/*.yaml'))     # config.yaml and the studies beside it (replica.yaml, ...)
 
 def test_every_experiment_folder_has_a_config():
     benches_only = {'block', 'explorer', 'analyse', 'gpu'}    # benchmark figures (make bench, make gpu) and screenshots, not experiments
@@ -23,7 +24,7 @@ def test_no_file_under_results_builds_its_own_dataloaders_or_learner():
 
 def _needs_idrid(c): return any(r.get('dataset') == 'idrid_boxes' for r in config_runs(read_config(c)))
 
-@pytest.mark.parametrize('config', CONFIGS, ids=lambda c: c.parent.name)
+@pytest.mark.parametrize('config', ALL_CONFIGS, ids=lambda c: f'{c.parent.name}/{c.name}')
 def test_config_checks_on_every_grid_point(config):
     if _needs_idrid(config) and idrid_boxes_path(required=False) is None: pytest.skip('idrid_boxes is not here (settings.ini: idrid_boxes_path)')
     assert check_config(config) > 0
