@@ -259,12 +259,12 @@ class NlnlSchedule(Callback):
     order = ClpiCallback.order - 1
     def __init__(self, phases=(0.5, 0.25, 0.25)): store_attr()
     def before_fit(self):
-        self.loss = self.learn.loss_func if isinstance(self.learn.loss_func, NLNLLoss) else None
-        if self.loss is not None: self.old = self.loss.phase
+        self.nlnl = self.learn.loss_func if isinstance(self.learn.loss_func, NLNLLoss) else None
+        if self.nlnl is not None: self.old = self.nlnl.phase
     def before_batch(self):
-        if self.loss is not None and self.training: self.loss.phase = nlnl_phase(self.pct_train, self.phases)
+        if self.nlnl is not None and self.training: self.nlnl.phase = nlnl_phase(self.pct_train, self.phases)
     def after_fit(self):
-        if self.loss is not None: self.loss.phase = self.old
+        if self.nlnl is not None: self.nlnl.phase = self.old
 
 # %% ../../nbs/11_models.clpi.ipynb #08b41fb4
 class LesionPretrain(TrainParts):
